@@ -1,0 +1,1 @@
+"""Deciding what a stored message means and what follows from it."""

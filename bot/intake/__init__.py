@@ -1,0 +1,1 @@
+"""Taking mail in: SMTP, IMAP and files. Store durably, decide nothing."""

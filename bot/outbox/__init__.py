@@ -1,0 +1,1 @@
+"""Rendering and delivering the mail the bot sends."""

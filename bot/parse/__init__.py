@@ -1,0 +1,1 @@
+"""Bytes in, typed results out: no storage, no network."""

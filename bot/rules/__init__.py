@@ -1,0 +1,1 @@
+"""The program's rules and the mail-hygiene rules, as data."""

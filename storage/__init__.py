@@ -1,0 +1,1 @@
+"""Persistence: the data model, the database, the raw-message store, queries."""
