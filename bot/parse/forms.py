@@ -26,9 +26,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from bot.parse.dates import parse_when
+from bot.parse.documents import PdfField, extract_text, html_to_text
 from bot.parse.message import Attachment, ParsedMessage, parse_message
 from bot.rules.formfields import CATEGORY_PATTERNS, LABELS, LONGEST_LABEL, normalize_label
-from bot.rules.rulesets import CATEGORIES, FORM_FIELDS, RULESET_2026_02, Ruleset
+from bot.rules.rulesets import (
+    CATEGORIES,
+    FORM_FIELDS,
+    FORM_FIELDS_BY_KEY,
+    RULESET_2026_02,
+    Ruleset,
+)
 
 # A form is a page or two; a body larger than this is something else, and the
 # line-by-line scan must stay bounded on hostile input.
@@ -291,6 +298,10 @@ def _build(found: list[_Open], tz: tzinfo, source: str, problems: list[str]) -> 
     return ParsedForm(fields, category, category_note, source, tuple(problems), len(found))
 
 
+def _is_mail(att: Attachment) -> bool:
+    return att.content_type.lower() == "message/rfc822" or att.extension == "eml"
+
+
 def _is_form_named(att: Attachment) -> bool:
     name = att.filename.lower()
     return any(word in name for word in FORM_NAME_WORDS)
@@ -300,8 +311,6 @@ def _body_text(message: ParsedMessage) -> str:
     if message.text_plain.strip():
         return message.text_plain
     if message.text_html.strip():
-        from bot.parse.documents import html_to_text
-
         return html_to_text(message.text_html).text
     return ""
 
@@ -311,7 +320,7 @@ def _attachment_form(
 ) -> tuple[ParsedForm | None, list[str]]:
     """The form read from one attachment, and what could not be read of it."""
     source = f"the attachment '{att.filename}'"
-    if att.content_type.lower() == "message/rfc822" or att.extension == "eml":
+    if _is_mail(att):
         if depth >= MAX_FORWARD_DEPTH:
             return None, [f"{source}: forwarded mails nested too deeply; not read"]
         inner = parse_message(att.data)
@@ -319,13 +328,13 @@ def _attachment_form(
         if form is None:
             return None, []
         where = "the forwarded message" + (f" '{inner.subject}'" if inner.subject else "")
-        return _with(form, source=f"{where} ({form.source})"), []
-    from bot.parse.documents import extract_text
-
+        if form.source != "the message body":
+            where = f"{form.source} of {where}"
+        return _with(form, source=where), []
     doc = extract_text(att.filename, att.content_type, att.data)
     errors = [f"{source}: {doc.error}"] if doc.error else []
     if doc.fields:
-        form = _from_mapping(doc.fields, tz, source)
+        form = _from_pdf_fields(doc.fields, tz, source)
         if form.labels_found >= MIN_LABELS:
             return form, errors
     if not doc.text:
@@ -334,13 +343,17 @@ def _attachment_form(
     return (form if form.labels_found >= MIN_LABELS else None), errors
 
 
-def _from_mapping(values: dict[str, str], tz: tzinfo, source: str) -> ParsedForm:
-    """A form from named fields (a PDF AcroForm): each name or tooltip is a label."""
+def _from_pdf_fields(pdf_fields: tuple[PdfField, ...], tz: tzinfo, source: str) -> ParsedForm:
+    """A form from filled PDF fields: a field's tooltip, name or key says which answer it is."""
     found = []
-    for name, value in values.items():
-        keys = LABELS.get(normalize_label(name))
-        if keys:
-            found.append(_Open(keys, name, value.splitlines()))
+    for item in pdf_fields:
+        short = item.name.rsplit(".", 1)[-1]
+        for candidate in (item.tooltip, item.name, short):
+            keys = (candidate,) if candidate in FORM_FIELDS_BY_KEY else (
+                LABELS.get(normalize_label(candidate)) if candidate else None)
+            if keys:
+                found.append(_Open(keys, item.tooltip or short, item.value.splitlines()))
+                break
     return _build(found, tz, source, [])
 
 
@@ -352,8 +365,10 @@ def _with(form: ParsedForm, **changes: object) -> ParsedForm:
 
 def _find(message: ParsedMessage, ruleset: Ruleset, tz: tzinfo, depth: int) -> ParsedForm | None:
     problems: list[str] = []
-    named = [a for a in message.attachments if _is_form_named(a)]
-    others = [a for a in message.attachments if not _is_form_named(a)]
+    # mail-parser folds a forwarded mail's text into the body; reading the
+    # forwarded part itself first keeps `source` honest.
+    named = [a for a in message.attachments if _is_form_named(a) or _is_mail(a)]
+    others = [a for a in message.attachments if a not in named]
     for att in named:
         form, errors = _attachment_form(att, ruleset, tz, depth)
         problems.extend(errors)
@@ -361,8 +376,6 @@ def _find(message: ParsedMessage, ruleset: Ruleset, tz: tzinfo, depth: int) -> P
             return _with(form, problems=(*form.problems, *problems))
     body = parse_form_text(_body_text(message), ruleset, tz)
     if body.labels_found < MIN_LABELS and message.text_plain.strip() and message.text_html.strip():
-        from bot.parse.documents import html_to_text
-
         html_form = parse_form_text(html_to_text(message.text_html).text, ruleset, tz)
         if html_form.labels_found > body.labels_found:
             body = html_form
