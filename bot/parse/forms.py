@@ -50,6 +50,7 @@ FORM_NAME_WORDS = ("form", "notification", "incident")
 _BULLET = re.compile(
     r"^\s*(?:[-*•·–—+▪◦]\s+|\(?(?:\d{1,2}|[a-zA-Z]|[ivxIVX]{1,4})[.)]\s+|#{1,6}\s+)"
 )
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _EMPHASIS = re.compile(r"\*\*|__")
 _TABLE_RULE = re.compile(r"^[\s|:+-]*$")
 _PLACEHOLDER = re.compile(r"^[\s\-–—_.…?*\[\]<>]*$")
@@ -199,7 +200,7 @@ def _strip_forward_headers(lines: list[str]) -> list[str]:
     return lines[i:]
 
 
-def _read_lines(lines: list[str]) -> tuple[list[_Open], list[str]]:
+def _read_lines(lines: list[str]) -> list[_Open]:
     found: list[_Open] = []
     current: _Open | None = None
     for line in lines:
@@ -215,7 +216,7 @@ def _read_lines(lines: list[str]) -> tuple[list[_Open], list[str]]:
                 current = None  # the answer ended; a signature follows
             else:
                 current.lines.append(line)
-    return found, []
+    return found
 
 
 def _category(raw: str | None) -> tuple[str, str | None]:
@@ -256,7 +257,7 @@ def parse_form_text(
             continue
         if kind in ("forward", "original"):
             lines = _strip_forward_headers(lines)
-        found, _ = _read_lines(lines)
+        found = _read_lines(lines)
         if kind == "top":
             chosen = found
             if len(found) >= MIN_LABELS:
@@ -348,7 +349,8 @@ def _from_pdf_fields(pdf_fields: tuple[PdfField, ...], tz: tzinfo, source: str) 
     found = []
     for item in pdf_fields:
         short = item.name.rsplit(".", 1)[-1]
-        for candidate in (item.tooltip, item.name, short):
+        spaced = _CAMEL.sub(" ", short)  # "DetectedBy" is "Detected By"
+        for candidate in (item.tooltip, item.name, short, spaced):
             keys = (candidate,) if candidate in FORM_FIELDS_BY_KEY else (
                 LABELS.get(normalize_label(candidate)) if candidate else None)
             if keys:

@@ -351,7 +351,8 @@ def check_final_report(text: str, ruleset: Ruleset) -> ReportCheck:
     if cands:
         _weigh(cands, lines, keys)
         chain = _best_chain(cands, keys)
-    unnumbered_titles = sum(1 for r in titled if r.number is None)
+    # Numbers rule unless unnumbered headings name more distinct items than they find.
+    unnumbered_titles = len({r.key for r in titled if r.number is None})
     numbered = len(chain) >= NUMBERED_MIN_HEADINGS and len(chain) >= unnumbered_titles
 
     heads: dict[int, str | None] = {}  # line index -> item key (None: only ends a section)
@@ -396,7 +397,10 @@ def check_final_report(text: str, ruleset: Ruleset) -> ReportCheck:
     return ReportCheck(present=present, missing=missing, sections=sections, numbered=numbered)
 
 
-_FINAL_SUBJECT = re.compile(r"\bfinal\b(?:[\s-]+[a-z]+){0,3}?[\s-]+report", re.IGNORECASE)
+# "Final report", "Final Security Incident Report", "final-report"; not "final word on the report".
+_FINAL_SUBJECT = re.compile(
+    r"\bfinal[\s_-]+(?:(?:security|incident|investigation)[\s_-]+){0,2}report", re.IGNORECASE
+)
 
 
 def looks_like_final_report(

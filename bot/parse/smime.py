@@ -26,6 +26,7 @@ import binascii
 import itertools
 import logging
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -865,7 +866,10 @@ def _first_der_element(der: bytes) -> bytes:
 
 def _certificates_from_pkcs7(der: bytes) -> list[x509.Certificate]:
     try:
-        return pkcs7.load_der_pkcs7_certificates(der)
+        with warnings.catch_warnings():
+            # cryptography warns before its own BER fallback; the BER bundle is legitimate
+            warnings.simplefilter("ignore", UserWarning)
+            return pkcs7.load_der_pkcs7_certificates(der)
     except ValueError:
         pass
     # BER indefinite-length bundles (seen in the wild) are refused above; asn1crypto reads BER.

@@ -90,7 +90,7 @@ CATEGORY_PATTERNS: tuple[tuple[str, str], ...] = (
 )
 
 _PAREN = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
-_DROP = re.compile(r"['’`*_]|-")
+_DROP = re.compile(r"['’`*]|-")
 _PUNCT = re.compile(r"[^\w\s]")
 _SPACE = re.compile(r"\s+")
 
@@ -98,7 +98,7 @@ _SPACE = re.compile(r"\s+")
 def normalize_label(text: str) -> str:
     """Lower case, hints in parentheses dropped, hyphens and punctuation removed."""
     text = _PAREN.sub(" ", text.replace("&", " and "))
-    text = _PUNCT.sub(" ", _DROP.sub("", text.lower()))
+    text = _PUNCT.sub(" ", _DROP.sub("", text.lower())).replace("_", " ")
     text = _SPACE.sub(" ", text).strip()
     return text.removeprefix("the ")
 

@@ -1,0 +1,100 @@
+"""Everything read from one stored message, before any decision: one `Analysis`.
+
+Runs outside any database transaction (parsing and signature checks are the
+expensive part), so that the transaction that acts on it stays short.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from bot.config import Config
+from bot.parse.commands import extract_command_lines
+from bot.parse.forms import ParsedForm, find_form
+from bot.parse.message import Attachment, ParsedMessage, parse_message
+from bot.parse.smime import SmimeResult, verify_message
+from bot.rules.hygiene import AutomaticVerdict, judge
+from bot.trust import Trust
+
+log = logging.getLogger("rootnotify.analysis")
+
+
+@dataclass
+class Analysis:
+    message: ParsedMessage
+    smime: SmimeResult
+    automatic: AutomaticVerdict
+    form: ParsedForm | None
+    command_lines: list[str]
+    certificate_lists: list[Attachment] = field(default_factory=list)
+    final_report: object | None = None  # bot.parse.reports.ReportCheck
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def body_text(self) -> str:
+        return self.message.text_plain or ""
+
+
+def _anchors_for(config: Config, trust: Trust, sender: str | None) -> tuple:
+    if config.is_staff(sender):
+        return trust.staff
+    ca = config.ca_for_address(sender)
+    return trust.ca_anchors.get(ca.name, ()) if ca else ()
+
+
+def _with_inner(outer: ParsedMessage, inner_raw: bytes) -> ParsedMessage:
+    """The outer headers (who, what thread) with the signed or decrypted content's body."""
+    inner = parse_message(inner_raw)
+    return replace(outer, text_plain=inner.text_plain, text_html=inner.text_html,
+                   attachments=inner.attachments, defects=[*outer.defects, *inner.defects])
+
+
+def analyze(raw: bytes, config: Config, trust: Trust, *, received_at: datetime,
+            envelope_from: str | None) -> Analysis:
+    message = parse_message(raw)
+    problems = list(message.defects)
+    smime = verify_message(raw, anchors=_anchors_for(config, trust, message.from_address),
+                           at=received_at, from_address=message.from_address)
+    if smime.content is not None:
+        message = _with_inner(message, smime.content)
+    automatic = judge(message, envelope_from, loop_marker=config.bot.loop_marker)
+
+    ruleset = config.bot.ruleset
+    tz = config.bot.timezone
+    form = None
+    command_lines: list[str] = []
+    certificate_lists: list[Attachment] = []
+    final_report = None
+    if automatic.kind is None:
+        if config.is_staff(message.from_address):
+            command_lines = extract_command_lines(message.text_plain or "")
+        else:
+            form = find_form(message, ruleset, tz)
+            certificate_lists = _certificate_lists(message)
+            final_report = _final_report(message, ruleset)
+    return Analysis(message=message, smime=smime, automatic=automatic, form=form,
+                    command_lines=command_lines, certificate_lists=certificate_lists,
+                    final_report=final_report, problems=problems)
+
+
+def _certificate_lists(message: ParsedMessage) -> list[Attachment]:
+    try:
+        from bot.parse.certlists import looks_like_certificate_list
+    except ImportError:  # the list parser lands separately
+        return []
+    return [a for a in message.attachments
+            if looks_like_certificate_list(a.filename, a.content_type, a.data)]
+
+
+def _final_report(message: ParsedMessage, ruleset: object) -> object | None:
+    try:
+        from bot.parse.reports import check_final_report, looks_like_final_report
+    except ImportError:  # the report checker lands separately
+        return None
+    names = [a.filename for a in message.attachments]
+    text = message.text_plain or ""
+    if not looks_like_final_report(message.subject, names, text, ruleset):  # type: ignore[arg-type]
+        return None
+    return check_final_report(text, ruleset)  # type: ignore[arg-type]

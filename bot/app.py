@@ -1,0 +1,146 @@
+"""Wires config, storage, listeners and workers together; starts and stops `serve`.
+
+One asyncio loop runs the SMTP listener; the pipeline, the outbox sender and
+the scheduler are loops that do their blocking work in threads
+(`asyncio.to_thread`), each woken by an event or by its interval. On SIGTERM
+or SIGINT the listener stops taking mail, in-flight work finishes, and the
+process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+
+from bot.clock import Clock, SystemClock
+from bot.config import Config
+from bot.context import Context, make_context
+from bot.intake.smtp import IntakeHandler, start_smtp_server
+from bot.outbox.sender import Transport, deliver_due, transport_for
+from bot.pipeline import process_pending
+from bot.scheduler import run_scheduler
+from storage.db import Database, open_database
+from storage.rawstore import GroupCommitWriter
+
+log = logging.getLogger("rootnotify.app")
+
+# The contract: a queued mail reaches the relay within 5 seconds in `serve`.
+OUTBOX_INTERVAL_SECONDS = 2.0
+# The pipeline also looks on its own this often, for retries that fall due.
+PIPELINE_INTERVAL_SECONDS = 5.0
+
+
+class Service:
+    def __init__(self, config: Config, clock: Clock | None = None,
+                 transport: Transport | None = None, db: Database | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.db = db or open_database(config.storage_url)
+        self.ctx: Context = make_context(config, self.db, self.clock)
+        self.transport = transport or transport_for(config)
+        self.writer = GroupCommitWriter(self.db)
+        self.stored = asyncio.Event()
+        self.queued = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.server: asyncio.AbstractServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._imap: object | None = None
+        self._loop_ref: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self.writer.start()
+        loop = self._loop_ref = asyncio.get_running_loop()
+        if self.config.smtp.enabled:
+            handler = IntakeHandler(self.config, self.writer, self.clock,
+                                    on_stored=lambda: loop.call_soon_threadsafe(self.stored.set))
+            self.server = await start_smtp_server(self.config, handler, loop)
+        self._tasks = [
+            asyncio.create_task(self._loop("pipeline", self.stored, PIPELINE_INTERVAL_SECONDS,
+                                           self._run_pipeline)),
+            asyncio.create_task(self._loop("outbox", self.queued, OUTBOX_INTERVAL_SECONDS,
+                                           self._run_outbox)),
+            asyncio.create_task(self._loop("scheduler", None, self.config.scheduler.interval,
+                                           self._run_scheduler)),
+        ]
+        if self.config.imap.enabled:
+            self._start_imap()
+        self.ready.set()
+
+    def _start_imap(self) -> None:
+        from bot.intake.imap import ImapPoller  # only when enabled
+
+        poller = ImapPoller(self.config, self.db, self.clock, on_stored=self._threadsafe_wake())
+        self._imap = poller
+        self._tasks.append(asyncio.create_task(poller.run(self.stopping)))
+
+    def _threadsafe_wake(self) -> Callable[[], None]:
+        loop = asyncio.get_running_loop()
+        return lambda: loop.call_soon_threadsafe(self.stored.set)
+
+    def _run_pipeline(self) -> None:
+        report = process_pending(self.ctx)
+        if report.processed:
+            self.queued_soon()
+
+    def queued_soon(self) -> None:
+        """Wake the outbox sender (called from worker threads)."""
+        if self._loop_ref is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
+                self._loop_ref.call_soon_threadsafe(self.queued.set)
+
+    def _run_outbox(self) -> None:
+        deliver_due(self.ctx, self.transport)
+
+    def _run_scheduler(self) -> None:
+        run_scheduler(self.ctx)
+        self.queued_soon()
+
+    async def _loop(self, name: str, event: asyncio.Event | None, interval: float,
+                    work: Callable[[], None]) -> None:
+        while not self.stopping.is_set():
+            try:
+                await asyncio.to_thread(work)
+            except Exception:
+                log.exception("%s worker failed; it runs again in %.0f s", name, interval)
+            waiters = [asyncio.create_task(self.stopping.wait())]
+            if event is not None:
+                waiters.append(asyncio.create_task(event.wait()))
+            _done, pending = await asyncio.wait(waiters, timeout=interval,
+                                                return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            if event is not None:
+                event.clear()
+
+    async def stop(self) -> None:
+        """Stop taking mail, let the workers finish what is in flight, close the store."""
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        self.stopping.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self.writer.stop)
+        # What arrived just before the stop is processed and sent now, not at next start.
+        await asyncio.to_thread(process_pending, self.ctx)
+        await asyncio.to_thread(deliver_due, self.ctx, self.transport)
+        self.db.dispose()
+
+
+async def serve(config: Config, clock: Clock | None = None) -> int:
+    service = Service(config, clock)
+    await service.start()
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    log.info("rootnotify serving %s (storage %s)", config.bot.address,
+             config.storage_url.split("?")[0])
+    await done.wait()
+    log.info("stopping: finishing work in flight")
+    await service.stop()
+    return 0

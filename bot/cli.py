@@ -1,0 +1,266 @@
+"""The `rootnotify` command line: serve, ingest, tick, and the operator's views."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.clock import Clock, FixedClock, SystemClock, iso, parse_iso
+from bot.config import Config, config_path, load_config
+from bot.context import Context, make_context
+from bot.errors import ConfigError
+from bot.logs import setup_logging
+from storage.db import SchemaTooNew, open_database
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="rootnotify: the bot behind a root program's security-incident mailbox.")
+console = Console()
+err = Console(stderr=True)
+
+
+class State:
+    config_option: str | None = None
+    log_json: bool = False
+
+
+state = State()
+
+
+@app.callback()
+def main_options(
+    config: Annotated[str | None, typer.Option("--config", help="Path of the TOML configuration "
+                                               "(else $ROOTNOTIFY_CONFIG, else ./config.toml)")]
+    = None,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail")] = False,
+) -> None:
+    state.config_option = config
+    state.log_json = log_json
+    setup_logging(json_lines=log_json, level=logging.DEBUG if verbose else logging.INFO)
+
+
+def _config() -> Config:
+    try:
+        return load_config(config_path(state.config_option))
+    except ConfigError as exc:
+        err.print(f"rootnotify: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _context(clock: Clock | None = None) -> Context:
+    config = _config()
+    try:
+        db = open_database(config.storage_url)
+    except SchemaTooNew as exc:
+        err.print(f"rootnotify: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    try:
+        return make_context(config, db, clock or SystemClock())
+    except ConfigError as exc:
+        err.print(f"rootnotify: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def serve() -> None:
+    """Run the SMTP listener, IMAP poller, scheduler and outbox sender until SIGTERM."""
+    from bot.app import serve as run
+
+    config = _config()
+    _context().db.dispose()  # checks the database and the certificates before listening
+    raise typer.Exit(asyncio.run(run(config)))
+
+
+@app.command()
+def ingest(paths: Annotated[list[Path], typer.Argument(help=".eml files, mbox files, maildirs")]
+           ) -> None:
+    """Store messages from files as if they had arrived by SMTP, then process them."""
+    from rich.progress import Progress
+
+    from bot.intake.files import count_messages
+    from bot.intake.files import ingest as run_ingest
+    from bot.pipeline import process_pending
+
+    ctx = _context()
+    total = count_messages([p for p in paths if p.exists()])
+    if total > 20 and console.is_terminal:
+        with Progress(console=err) as progress:
+            task = progress.add_task("ingesting", total=total)
+            report = run_ingest(ctx.db, ctx.clock, paths, ctx.config.smtp.max_message_size,
+                                progress=lambda: progress.advance(task))
+    else:
+        report = run_ingest(ctx.db, ctx.clock, paths, ctx.config.smtp.max_message_size)
+    processed = process_pending(ctx)
+    for where, why in report.refused:
+        err.print(f"refused {where}: {why}", markup=False)
+    console.print(f"{report.stored} stored, {report.duplicates} duplicate(s), "
+                  f"{len(report.refused)} refused; {processed.processed} processed, "
+                  f"{processed.failed} failed, {processed.parked} parked", markup=False)
+    if report.refused or processed.failed or processed.parked:
+        raise typer.Exit(1)
+
+
+@app.command()
+def tick(now: Annotated[str | None, typer.Option("--now", help="ISO 8601 time with Z or offset")]
+         = None) -> None:
+    """Run the pipeline, the scheduler and the outbox once (at --now, if given)."""
+    from bot.outbox.sender import deliver_due, transport_for
+    from bot.pipeline import process_pending
+    from bot.scheduler import run_scheduler
+
+    try:
+        clock: Clock = FixedClock(parse_iso(now)) if now else SystemClock()
+    except ValueError as exc:
+        err.print(f"rootnotify: --now: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    ctx = _context(clock)
+    pipeline = process_pending(ctx)
+    scheduled = run_scheduler(ctx)
+    delivered = deliver_due(ctx, transport_for(ctx.config))
+    console.print(
+        f"tick at {iso(ctx.clock.now())}: {pipeline.processed} message(s) processed; "
+        f"scheduler {sum(scheduled.done.values())} action(s); "
+        f"{delivered.sent} sent, {delivered.retried} deferred, {delivered.failed} failed",
+        markup=False)
+    if scheduled.errors:
+        for name, error in scheduled.errors.items():
+            err.print(f"scheduler job {name} failed: {error}", markup=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def incidents(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List incidents."""
+    from bot.views import incidents_json
+
+    ctx = _context()
+    with ctx.db.read() as session:
+        rows = incidents_json(session, ctx.clock.now())
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="Incidents")
+    for column in ("id", "CA", "category", "status", "notified", "24 h", "next due", "overdue"):
+        table.add_column(column)
+    for r in rows:
+        verdict = {True: "met", False: "late", None: "?"}[r["notified_on_time"]]
+        table.add_row(r["id"], r["ca"], r["category"], r["status"], r["notified_at"], verdict,
+                      r["next_due_at"] or "-", str(r["overdue"]))
+    console.print(table)
+
+
+@app.command()
+def show(incident_id: Annotated[str, typer.Argument(metavar="ID")],
+         as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show one incident: form, deadlines, messages and the timeline."""
+    from bot.views import incident_json
+    from storage import queries
+
+    ctx = _context()
+    with ctx.db.read() as session:
+        incident = queries.incident(session, incident_id)
+        if incident is None:
+            err.print(f"rootnotify: no incident {incident_id}", markup=False)
+            raise typer.Exit(1)
+        data = incident_json(session, incident, ctx.clock.now())
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"[bold]{data['id']}[/] {data['ca']} — {data['category']} ({data['status']})")
+    console.print(f"notified {data['notified_at']}, deadline {data['notification_deadline']}, "
+                  f"on time: {data['notified_on_time']}", markup=False)
+    for key, value in data["form"].items():
+        console.print(f"  {key}: {value}", markup=False)
+    if data["missing_fields"]:
+        console.print(f"missing: {', '.join(data['missing_fields'])}", markup=False)
+    for e in data["events"]:
+        console.print(f"  {e['at']}  {e['kind']:<24} {e['summary']}", markup=False)
+
+
+@app.command()
+def reprocess(incoming_id: Annotated[int | None, typer.Argument(metavar="ID")] = None,
+              failed: Annotated[bool, typer.Option("--failed")] = False) -> None:
+    """Process a stored message again (by its number), or every failed and parked one."""
+    from bot.pipeline import process_pending, requeue
+
+    if incoming_id is None and not failed:
+        err.print("rootnotify: give a message number or --failed")
+        raise typer.Exit(2)
+    ctx = _context()
+    count = requeue(ctx, incoming_id, failed_only=failed)
+    report = process_pending(ctx)
+    console.print(f"{count} message(s) requeued; {report.processed} processed, "
+                  f"{report.failed} failed, {report.parked} parked", markup=False)
+    if report.failed or report.parked:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Health of the queues; exits 1 when something needs a person."""
+    from bot.health import health
+
+    ctx = _context()
+    data = health(ctx)
+    if as_json:
+        _print_json(data)
+    else:
+        for key, value in data.items():
+            console.print(f"{key}: {value}", markup=False)
+    if data["needs_attention"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def quarantine(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Mail from unknown senders, kept and never answered."""
+    from storage import queries
+
+    ctx = _context()
+    with ctx.db.read() as session:
+        rows = [{"id": m.id, "message_id": m.message_id, "from": m.from_address,
+                 "subject": m.subject, "received_at": iso(m.received_at), "reason": m.note}
+                for m in queries.quarantined(session)]
+    if as_json:
+        _print_json(rows)
+        return
+    for r in rows:
+        console.print(f"{r['id']:>6}  {r['received_at']}  {r['from']}  {r['subject']}",
+                      markup=False)
+
+
+@app.command("check-config")
+def check_config() -> None:
+    """Load the configuration and every file it names; say what is wrong."""
+    ctx = _context()
+    trust = ctx.trust
+    console.print(f"configuration {ctx.config.path} is valid", markup=False)
+    console.print(f"  intake address {ctx.config.bot.address}, ruleset "
+                  f"{ctx.config.bot.ruleset.name}, storage {ctx.config.storage_url}",
+                  markup=False)
+    for ca in ctx.config.cas:
+        console.print(f"  CA {ca.name}: {len(ca.contacts)} contact(s), "
+                      f"{len(trust.ca_anchors.get(ca.name, ()))} S/MIME anchor(s), "
+                      f"{len(trust.roots.get(ca.name, ()))} root(s)", markup=False)
+    console.print(f"  staff: {len(ctx.config.staff.addresses)} address(es), auth "
+                  f"{ctx.config.staff.auth}", markup=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""What every stage after intake needs, built once from the config and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.clock import Clock
+from bot.config import Config
+from bot.outbox.render import Renderer
+from bot.trust import Trust, load_trust
+from storage.db import Database
+
+
+@dataclass(frozen=True)
+class Context:
+    config: Config
+    db: Database
+    clock: Clock
+    renderer: Renderer
+    trust: Trust
+
+    @property
+    def program_name(self) -> str:
+        from email.utils import parseaddr
+
+        name, _ = parseaddr(self.config.outgoing.from_address)
+        return name or "Root Program"
+
+
+def make_context(config: Config, db: Database, clock: Clock) -> Context:
+    return Context(config=config, db=db, clock=clock,
+                   renderer=Renderer(config.bot.templates_dir), trust=load_trust(config))

@@ -1,0 +1,45 @@
+"""Alerts to staff about things a person must know: failed deliveries, forged or stray mail."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlmodel import Session
+
+from bot.context import Context
+from bot.outbox.enqueue import enqueue
+from bot.outbox.render import MailSpec
+from storage.models import Event, OutboundMessage
+
+log = logging.getLogger("rootnotify.decide.alerts")
+
+# Kinds whose own failure must not trigger another alert (a loop between two
+# failing mails to staff would never end).
+NO_ALERT_ON_FAILURE = ("alert", "escalation", "digest")
+
+
+def alert_staff(session: Session, ctx: Context, subject: str, body: str,
+                incident_id: str | None = None, inbound_id: int | None = None) -> None:
+    staff = list(ctx.config.staff.addresses)
+    if not staff:
+        log.warning("no staff address configured; alert not sent: %s", subject)
+        return
+    enqueue(session, ctx, MailSpec(kind="alert", to=staff, subject=subject, body=body,
+                                   incident_id=incident_id, auto_submitted="auto-generated"),
+            inbound_id=inbound_id)
+
+
+def delivery_failed(session: Session, ctx: Context, row: OutboundMessage, error: str) -> None:
+    now = ctx.clock.now()
+    if row.incident_id:
+        session.add(Event(incident_id=row.incident_id, at=now, kind="mail-failed",
+                          outbound_id=row.id,
+                          summary=f"{row.kind} {row.message_id} to {row.recipients} failed: "
+                                  f"{error[:200]}"))
+    if row.kind in NO_ALERT_ON_FAILURE:
+        return
+    alert_staff(session, ctx,
+                subject=f"Delivery failed: {row.kind} to {row.recipients}",
+                body=(f"The {row.kind} {row.message_id} (subject: {row.subject}) could not be "
+                      f"delivered to {row.recipients}.\n\nReason: {error}\n"),
+                incident_id=row.incident_id)

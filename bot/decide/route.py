@@ -1,0 +1,99 @@
+"""From a classified message to the handler of its kind: the routing table, as data."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sqlmodel import Session
+
+from bot.analysis import Analysis
+from bot.context import Context
+from bot.decide.alerts import alert_staff
+from bot.decide.classify import ROLE_CA, ROLE_UNKNOWN, Classification, classify
+from bot.decide.incidents import apply_update, open_incident
+from bot.decide.mail import send_blank_form
+from storage.models import Event, InboundMessage
+
+log = logging.getLogger("rootnotify.decide")
+
+Handler = Callable[[Session, Context, InboundMessage, Analysis, Classification], None]
+
+
+def _notification(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis,
+                  cls: Classification) -> None:
+    incident = open_incident(session, ctx, inbound, analysis, cls)
+    inbound.incident_id = incident.id
+
+
+def _update(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis,
+            cls: Classification) -> None:
+    assert cls.incident is not None
+    apply_update(session, ctx, cls.incident, inbound, analysis, cls)
+
+
+def _form_request(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis,
+                  cls: Classification) -> None:
+    assert cls.ca is not None
+    inbound.note = "no form found; the blank form was sent"
+    send_blank_form(session, ctx, inbound, analysis, cls.ca)
+
+
+def _record_only(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis,
+                 cls: Classification) -> None:
+    """Kept and shown in the timeline; nobody is answered (auto-replies, bounces, stray mail)."""
+    inbound.note = cls.reason
+    if cls.role == ROLE_UNKNOWN:
+        inbound.quarantined = True
+        log.info("message %s from %s quarantined: %s", inbound.id,
+                 analysis.message.from_address, cls.reason)
+        return
+    if cls.incident is not None:
+        session.add(Event(incident_id=cls.incident.id, at=inbound.received_at,
+                          kind=f"{cls.kind}-received", inbound_id=inbound.id,
+                          summary=f"{cls.kind} from {analysis.message.from_address}: "
+                                  f"{cls.reason}"))
+    if cls.role == ROLE_CA and cls.incident is not None and cls.ca is not None \
+            and cls.incident.ca != cls.ca.name:
+        alert_staff(session, ctx,
+                    subject=f"{cls.ca.name} contact wrote in {cls.incident.ca}'s incident",
+                    body=(f"{analysis.message.from_address} ({cls.ca.name}) sent a mail in the "
+                          f"thread of {cls.incident.id}, an incident of {cls.incident.ca}.\n"
+                          f"It was recorded and changed nothing.\n\n"
+                          f"Subject: {analysis.message.subject}\n"),
+                    incident_id=cls.incident.id, inbound_id=inbound.id)
+
+
+# kind → handler. Capabilities register their kinds here.
+HANDLERS: dict[str, Handler] = {
+    "notification": _notification,
+    "update": _update,
+    "certificate-list": _update,
+    "final-report": _update,
+    "proposal": _update,
+    "form-request": _form_request,
+    "command": _record_only,
+    "auto-reply": _record_only,
+    "bounce": _record_only,
+    "other": _record_only,
+}
+
+
+def act(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis) -> None:
+    """Classify and act, inside the caller's transaction."""
+    message = analysis.message
+    inbound.from_address = message.from_address
+    inbound.subject = message.subject[:500] if message.subject else None
+    inbound.date_header = message.date
+    inbound.smime = analysis.smime.status
+    inbound.smime_reason = analysis.smime.reason
+    cls = classify(session, ctx.config, analysis)
+    inbound.kind = cls.kind
+    inbound.sender_role = cls.role
+    inbound.ca = cls.ca.name if cls.ca else None
+    if cls.incident is not None:
+        inbound.incident_id = cls.incident.id
+    HANDLERS[cls.kind](session, ctx, inbound, analysis, cls)
+    log.info("message %s (%s) from %s: %s%s", inbound.id, message.message_id,
+             message.from_address, cls.kind,
+             f" in {inbound.incident_id}" if inbound.incident_id else "")

@@ -1,0 +1,156 @@
+"""The SMTP listener: check the recipient, store the message durably, then answer.
+
+The handler is thin on purpose (aiosmtpd's model): it never parses or
+decides; it hands the bytes to the group-commit writer and answers 250 only
+once they are committed. Everything else happens later, from the stored row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from bot.clock import Clock
+from bot.config import Config
+from bot.errors import RecipientRefused, StoreUnavailable
+from storage.rawstore import Arrival, GroupCommitWriter
+
+log = logging.getLogger("rootnotify.intake.smtp")
+
+# Idle time before a silent client is dropped (RFC 5321 4.5.3.2 suggests
+# minutes; a client that says nothing for this long holds a slot for nothing).
+SMTP_TIMEOUT_SECONDS = 120
+
+
+def accepts_recipient(bot_address: str, recipient: str) -> bool:
+    """The intake address itself, or its `local+tag` sub-address (VERP bounces use it)."""
+    local, _, domain = recipient.strip().strip("<>").lower().rpartition("@")
+    bot_local, _, bot_domain = bot_address.lower().rpartition("@")
+    if domain != bot_domain:
+        return False
+    return local == bot_local or local.startswith(bot_local + "+")
+
+
+class IntakeHandler:
+    def __init__(
+        self,
+        config: Config,
+        writer: GroupCommitWriter,
+        clock: Clock,
+        on_stored: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.writer = writer
+        self.clock = clock
+        self.on_stored = on_stored
+        self.connections = 0
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list
+    ) -> str:
+        peer = _peer(session)
+        if not accepts_recipient(self.config.bot.address, address):
+            log.info("%s refused recipient %s", peer, address)
+            return RecipientRefused.smtp_reply
+        if len(envelope.rcpt_tos) >= self.config.smtp.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        peer = _peer(session)
+        raw = envelope.original_content or envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        assert isinstance(raw, bytes)
+        arrival = Arrival(
+            raw=raw,
+            channel="smtp",
+            received_at=self.clock.now(),
+            envelope_from=envelope.mail_from or "",
+            envelope_to=tuple(envelope.rcpt_tos),
+        )
+        try:
+            result = await self.writer.store(arrival)
+        except Exception as exc:
+            log.error("%s message not stored (%s); answered 451", peer, exc)
+            return StoreUnavailable.smtp_reply
+        if result.duplicate:
+            log.info("%s duplicate of stored message %d; accepted, not processed again",
+                     peer, result.id)
+        else:
+            log.info("%s stored message %d (%d bytes) from <%s>", peer, result.id, len(raw),
+                     envelope.mail_from)
+            self.on_stored()
+        return f"250 2.0.0 Stored as {result.id}"
+
+
+def _peer(session: Session) -> str:
+    peer = session.peer
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"[{peer[0]}]:{peer[1]}"
+    return str(peer)
+
+
+class LimitedSMTP(SMTP):
+    """aiosmtpd's SMTP with a cap on concurrent connections."""
+
+    def __init__(self, handler: IntakeHandler, limit: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(handler, **kwargs)
+        self._handler = handler
+        self._limit = limit
+        self._counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._handler.connections >= self._limit and not self._counted:
+            # Refuse politely (RFC 5321 3.8: 421 then close) rather than queue.
+            transport.write(b"421 4.7.0 Too many connections, try again later\r\n")  # type: ignore[attr-defined]
+            transport.close()
+            return
+        if not self._counted:
+            self._handler.connections += 1
+            self._counted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted:
+            self._handler.connections -= 1
+            self._counted = False
+        super().connection_lost(error)
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    cert, key = config.smtp.tls_certificate, config.smtp.tls_key
+    if not cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key) if key else None)
+    return context
+
+
+async def start_smtp_server(
+    config: Config, handler: IntakeHandler, loop: asyncio.AbstractEventLoop | None = None
+) -> asyncio.AbstractServer:
+    """Listen on the configured host and port; the caller closes the returned server."""
+    loop = loop or asyncio.get_running_loop()
+    context = tls_context(config)
+
+    def factory() -> SMTP:
+        return LimitedSMTP(
+            handler,
+            config.smtp.max_connections,
+            data_size_limit=config.smtp.max_message_size,
+            hostname=config.smtp.hostname,
+            enable_SMTPUTF8=True,
+            tls_context=context,
+            timeout=SMTP_TIMEOUT_SECONDS,
+            loop=loop,
+        )
+
+    server = await loop.create_server(factory, host=config.smtp.host, port=config.smtp.port)
+    log.info("SMTP listening on %s:%d", config.smtp.host, config.smtp.port)
+    return server

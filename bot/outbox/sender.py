@@ -1,0 +1,188 @@
+"""Deliver queued mail: claim due rows, hand them to the relay (or a maildir), mark them.
+
+At least once: a row is claimed by pushing its next attempt into the future
+(a lease) in one short transaction, sent outside any transaction, then marked
+sent. A worker that dies after sending and before marking sends again when the
+lease runs out, with the same Message-ID, so the recipient can discard it.
+Two senders (`serve` and `tick`) never claim the same row at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import mailbox
+import smtplib
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+
+from sqlmodel import col, select
+
+from bot.config import Config
+from bot.context import Context
+from bot.errors import PermanentDeliveryError, TemporaryDeliveryError
+from storage.models import OUT_FAILED, OUT_QUEUED, OUT_SENT, Event, OutboundMessage
+
+log = logging.getLogger("rootnotify.outbox.sender")
+
+# A claimed mail is not claimed again for this long; longer than any SMTP
+# transaction with the relay should take (smtplib's timeout below).
+CLAIM_LEASE = timedelta(minutes=5)
+RELAY_TIMEOUT_SECONDS = 60
+# Backoff after a temporary failure: 1 min, doubling, at most 1 h; after
+# MAX_ATTEMPTS (about two days of trying) the mail is failed and staff told.
+FIRST_RETRY = timedelta(minutes=1)
+MAX_RETRY = timedelta(hours=1)
+MAX_ATTEMPTS = 60
+BATCH = 50
+
+
+class Transport(Protocol):
+    def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
+        """Deliver or raise TemporaryDeliveryError / PermanentDeliveryError."""
+        ...
+
+
+class SmtpRelay:
+    def __init__(self, config: Config) -> None:
+        self.out = config.outgoing
+        self.local_hostname = config.smtp.hostname
+
+    def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
+        try:
+            with smtplib.SMTP(self.out.host, self.out.port, local_hostname=self.local_hostname,
+                              timeout=RELAY_TIMEOUT_SECONDS) as smtp:
+                if self.out.starttls:
+                    smtp.starttls()
+                if self.out.username:
+                    smtp.login(self.out.username, self.out.password or "")
+                refused = smtp.sendmail(envelope_from, recipients, data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            detail = "; ".join(f"{r}: {c} {m!r}" for r, (c, m) in exc.recipients.items())
+            if all(500 <= c < 600 for c in codes):
+                raise PermanentDeliveryError(f"all recipients refused: {detail}") from exc
+            raise TemporaryDeliveryError(f"recipients refused: {detail}") from exc
+        except smtplib.SMTPResponseException as exc:
+            text = f"{exc.smtp_code} {exc.smtp_error!r}"
+            if 500 <= exc.smtp_code < 600:
+                raise PermanentDeliveryError(text) from exc
+            raise TemporaryDeliveryError(text) from exc
+        except (TimeoutError, OSError, smtplib.SMTPException) as exc:
+            raise TemporaryDeliveryError(f"relay {self.out.host}:{self.out.port}: {exc}") from exc
+        if refused:
+            # Some recipients took it; the others are reported, not retried, so
+            # that those who have it do not get it twice.
+            log.warning("relay refused some recipients: %s", refused)
+
+
+class MaildirDrop:
+    """Demo mode: every outgoing mail lands in data_dir/outbox as a maildir message."""
+
+    def __init__(self, folder: Path) -> None:
+        self.box = mailbox.Maildir(folder, create=True)
+
+    def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
+        header = (f"Return-Path: <{envelope_from}>\r\n"
+                  f"X-Rootnotify-Envelope-To: {', '.join(recipients)}\r\n").encode()
+        self.box.add(header + data)
+
+
+def transport_for(config: Config) -> Transport:
+    if config.outgoing.mode == "maildir":
+        return MaildirDrop(config.bot.data_dir / "outbox")
+    return SmtpRelay(config)
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+def _backoff(attempts: int) -> timedelta:
+    return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_RETRY)
+
+
+def claim_due(ctx: Context, limit: int = BATCH) -> list[OutboundMessage]:
+    now = ctx.clock.now()
+    with ctx.db.write() as session:
+        rows = list(session.exec(
+            select(OutboundMessage)
+            .where(OutboundMessage.status == OUT_QUEUED)
+            .where(col(OutboundMessage.next_attempt_at) <= now)
+            .order_by(col(OutboundMessage.next_attempt_at), col(OutboundMessage.id))
+            .limit(limit)
+        ))
+        for row in rows:
+            row.attempts += 1
+            row.next_attempt_at = now + CLAIM_LEASE
+            session.add(row)
+    return rows
+
+
+def deliver_due(ctx: Context, transport: Transport) -> DeliveryReport:
+    report = DeliveryReport()
+    for row in claim_due(ctx):
+        try:
+            transport.send(row.envelope_from, row.recipients.split(","), row.data)
+        except PermanentDeliveryError as exc:
+            _mark_failed(ctx, row, str(exc))
+            report.failed += 1
+        except TemporaryDeliveryError as exc:
+            if row.attempts >= MAX_ATTEMPTS:
+                _mark_failed(ctx, row, f"gave up after {row.attempts} attempts: {exc}")
+                report.failed += 1
+            else:
+                _mark_retry(ctx, row, str(exc))
+                report.retried += 1
+        else:
+            _mark_sent(ctx, row)
+            report.sent += 1
+    return report
+
+
+def _mark_sent(ctx: Context, row: OutboundMessage) -> None:
+    now = ctx.clock.now()
+    with ctx.db.write() as session:
+        fresh = session.get(OutboundMessage, row.id)
+        if fresh is None:
+            return
+        fresh.status = OUT_SENT
+        fresh.sent_at = now
+        fresh.last_error = None
+        session.add(fresh)
+        if fresh.incident_id:
+            session.add(Event(incident_id=fresh.incident_id, at=now,
+                              kind=f"mail-sent:{fresh.kind}",
+                              summary=f"{fresh.kind} {fresh.message_id} sent to {fresh.recipients}",
+                              outbound_id=fresh.id))
+    log.info("sent %s %s for %s to %s", row.kind, row.message_id, row.incident_id or "-",
+             row.recipients)
+
+
+def _mark_retry(ctx: Context, row: OutboundMessage, error: str) -> None:
+    with ctx.db.write() as session:
+        fresh = session.get(OutboundMessage, row.id)
+        if fresh is None:
+            return
+        fresh.last_error = error[:1000]
+        fresh.next_attempt_at = ctx.clock.now() + _backoff(fresh.attempts)
+        session.add(fresh)
+    log.warning("delivery of %s deferred (attempt %d): %s", row.message_id, row.attempts, error)
+
+
+def _mark_failed(ctx: Context, row: OutboundMessage, error: str) -> None:
+    from bot.decide.alerts import delivery_failed
+
+    with ctx.db.write() as session:
+        fresh = session.get(OutboundMessage, row.id)
+        if fresh is None:
+            return
+        fresh.status = OUT_FAILED
+        fresh.last_error = error[:1000]
+        session.add(fresh)
+        delivery_failed(session, ctx, fresh, error)
+    log.error("delivery of %s failed for good: %s", row.message_id, error)

@@ -1,0 +1,146 @@
+"""Claims stored messages and runs parse → decide on each, one transaction per message.
+
+A message that fails stays stored with its error and a retry count; it is
+retried with backoff and parked for a person after MAX_ATTEMPTS. Nothing is
+dropped: `rootnotify reprocess` puts failed and parked messages back.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlmodel import col, or_, select
+
+from bot.analysis import analyze
+from bot.context import Context
+from bot.decide.route import act
+from storage.models import (
+    STATE_FAILED,
+    STATE_PARKED,
+    STATE_PROCESSED,
+    STATE_STORED,
+    InboundMessage,
+)
+from storage.rawstore import load_raw
+
+log = logging.getLogger("rootnotify.pipeline")
+
+# A failing message is tried this many times (backoff 30 s doubling, at most
+# 1 h: about a day of retries) before it is parked for a person.
+MAX_ATTEMPTS = 8
+FIRST_RETRY = timedelta(seconds=30)
+MAX_RETRY = timedelta(hours=1)
+BATCH = 100
+
+
+@dataclass
+class PipelineReport:
+    processed: int = 0
+    failed: int = 0
+    parked: int = 0
+
+
+def pending_ids(ctx: Context, limit: int = BATCH) -> list[int]:
+    now = ctx.clock.now()
+    with ctx.db.read() as session:
+        return list(session.exec(
+            select(InboundMessage.id)
+            .where(or_(
+                InboundMessage.state == STATE_STORED,
+                (InboundMessage.state == STATE_FAILED)
+                & (col(InboundMessage.next_attempt_at) <= now),
+            ))
+            .order_by(col(InboundMessage.received_at), col(InboundMessage.id))
+            .limit(limit)
+        ))  # type: ignore[arg-type]
+
+
+def process_one(ctx: Context, inbound_id: int) -> str:
+    """Process one stored message; returns its new state."""
+    with ctx.db.read() as session:
+        inbound = session.get(InboundMessage, inbound_id)
+        if inbound is None or inbound.state in (STATE_PROCESSED, STATE_PARKED):
+            return inbound.state if inbound else "missing"
+        raw = load_raw(session, inbound_id)
+        received_at, envelope_from = inbound.received_at, inbound.envelope_from
+    try:
+        analysis = analyze(raw, ctx.config, ctx.trust, received_at=received_at,
+                           envelope_from=envelope_from)
+        with ctx.db.write() as session:
+            inbound = session.get(InboundMessage, inbound_id)
+            assert inbound is not None
+            if inbound.state in (STATE_PROCESSED, STATE_PARKED):
+                return inbound.state  # another worker finished it meanwhile
+            act(session, ctx, inbound, analysis)
+            inbound.state = STATE_PROCESSED
+            inbound.processed_at = ctx.clock.now()
+            inbound.last_error = None
+            session.add(inbound)
+        return STATE_PROCESSED
+    except Exception as exc:
+        return _record_failure(ctx, inbound_id, exc)
+
+
+def _record_failure(ctx: Context, inbound_id: int, exc: Exception) -> str:
+    detail = f"{type(exc).__name__}: {exc}"
+    log.error("message %d failed: %s\n%s", inbound_id, detail,
+              "".join(traceback.format_exception(exc, limit=-3)))
+    with ctx.db.write() as session:
+        inbound = session.get(InboundMessage, inbound_id)
+        if inbound is None:
+            return "missing"
+        inbound.attempts += 1
+        inbound.last_error = detail[:2000]
+        if inbound.attempts >= MAX_ATTEMPTS:
+            inbound.state = STATE_PARKED
+            inbound.next_attempt_at = None
+            log.error("message %d parked after %d attempts; a person must look "
+                      "(rootnotify reprocess %d)", inbound_id, inbound.attempts, inbound_id)
+        else:
+            inbound.state = STATE_FAILED
+            delay = min(FIRST_RETRY * 2 ** (inbound.attempts - 1), MAX_RETRY)
+            inbound.next_attempt_at = ctx.clock.now() + delay
+        session.add(inbound)
+        return inbound.state
+
+
+def process_pending(ctx: Context, limit: int | None = None) -> PipelineReport:
+    """Process every message that is due, oldest first, until none is left."""
+    report = PipelineReport()
+    seen: set[int] = set()
+    while True:
+        ids = [i for i in pending_ids(ctx) if i not in seen]
+        if not ids:
+            return report
+        for inbound_id in ids:
+            seen.add(inbound_id)
+            state = process_one(ctx, inbound_id)
+            if state == STATE_PROCESSED:
+                report.processed += 1
+            elif state == STATE_FAILED:
+                report.failed += 1
+            elif state == STATE_PARKED:
+                report.parked += 1
+            if limit is not None and len(seen) >= limit:
+                return report
+
+
+def requeue(ctx: Context, inbound_id: int | None = None, failed_only: bool = False) -> int:
+    """Put messages back to be processed: one by id, or every failed and parked one."""
+    with ctx.db.write() as session:
+        query = select(InboundMessage)
+        if inbound_id is not None:
+            query = query.where(InboundMessage.id == inbound_id)
+        elif failed_only:
+            query = query.where(col(InboundMessage.state).in_([STATE_FAILED, STATE_PARKED]))
+        # A processed message is never run again: it would open its incident twice.
+        rows = [r for r in session.exec(query) if r.state != STATE_PROCESSED]
+        for row in rows:
+            row.state = STATE_STORED
+            row.attempts = 0
+            row.next_attempt_at = None
+            session.add(row)
+        return len(rows)

@@ -1,0 +1,125 @@
+"""Database setup: the engine, SQLite's durability settings, schema creation and version.
+
+This is the one dialect-specific place. SQLite runs in WAL mode with
+`synchronous=FULL` (a committed row survives power loss, which is what lets
+SMTP answer 250 after a commit) and foreign keys on. Write transactions begin
+with `BEGIN IMMEDIATE` so that two writers queue on the busy timeout instead of
+one failing at once when it upgrades a read lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, select
+
+from storage import models
+from storage.models import SCHEMA_VERSION, Meta
+
+# How long a writer waits for another to finish before giving up. Long enough
+# for a group commit of many messages, short enough to surface a stuck lock.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "rootnotify_read_only"
+
+# Each migration takes the schema from version N-1 to N. Empty while the
+# schema is at its first version; a later change adds a function here.
+MIGRATIONS: dict[int, object] = {}
+
+
+class SchemaTooNew(RuntimeError):
+    pass
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        db_path = url.split("///", 1)[-1]
+        if db_path and db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        )
+        _tune_sqlite(engine)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # pysqlite's own transaction handling would BEGIN DEFERRED; take it over.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_schema(engine: Engine) -> None:
+    """Create missing tables and record the schema version; refuse a newer database."""
+    assert models  # the import registers every table with SQLModel's metadata
+    SQLModel.metadata.create_all(engine)
+    with Session(engine) as session:
+        row = session.exec(select(Meta).where(Meta.key == "schema_version")).first()
+        if row is None:
+            session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+        else:
+            found = int(row.value)
+            if found > SCHEMA_VERSION:
+                raise SchemaTooNew(
+                    f"the database has schema version {found}; this rootnotify knows "
+                    f"{SCHEMA_VERSION}: upgrade rootnotify"
+                )
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[version](session)  # type: ignore[operator]
+            row.value = str(SCHEMA_VERSION)
+            session.add(row)
+        session.commit()
+
+
+class Database:
+    """The engine plus the two kinds of session rootnotify uses."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
+
+    def create(self) -> Database:
+        create_schema(self.engine)
+        return self
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction: committed on success, rolled back on any error."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self._read_engine, expire_on_commit=False) as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(url: str) -> Database:
+    return Database(url).create()

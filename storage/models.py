@@ -1,0 +1,293 @@
+"""The data model: every table rootnotify keeps, as SQLModel classes.
+
+Times are stored as UTC (naive in SQLite, aware in PostgreSQL) and always come
+back timezone-aware, through `UTCDateTime`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+# Message states: stored → processed | failed (retried) → parked (a person must look).
+STATE_STORED = "stored"
+STATE_PROCESSED = "processed"
+STATE_FAILED = "failed"
+STATE_PARKED = "parked"
+
+OUT_QUEUED = "queued"
+OUT_SENT = "sent"
+OUT_FAILED = "failed"
+
+DL_OPEN = "open"
+DL_SATISFIED = "satisfied"
+DL_CANCELLED = "cancelled"
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, whatever the dialect does with zones."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use the clock")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _when(**kw) -> object:  # type: ignore[no-untyped-def]
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+class Meta(SQLModel, table=True):
+    """Small named values: schema version, last scheduler run, last mail per channel."""
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class InboundMessage(SQLModel, table=True):
+    __tablename__ = "inbound_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedup_key: str = Field(unique=True, max_length=64)
+    sha256: str = Field(max_length=64)
+    message_id: str | None = Field(default=None, index=True)
+    channel: str  # smtp | imap | file
+    received_at: datetime = _when(index=True)
+    envelope_from: str | None = None
+    envelope_to: str = ""
+    size: int = 0
+    duplicates: int = 0
+
+    state: str = Field(default=STATE_STORED, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime | None = _when(default=None, nullable=True)
+    last_error: str | None = None
+    processed_at: datetime | None = _when(default=None, nullable=True)
+
+    from_address: str | None = None
+    subject: str | None = None
+    date_header: datetime | None = _when(default=None, nullable=True)
+    kind: str | None = None
+    sender_role: str | None = None  # ca | staff | unknown | system
+    ca: str | None = None
+    incident_id: str | None = Field(default=None, foreign_key="incident.id", index=True)
+    smime: str | None = None
+    smime_reason: str | None = None
+    quarantined: bool = Field(default=False, index=True)
+    note: str | None = None
+
+
+class RawMessage(SQLModel, table=True):
+    """The bytes as received, kept forever."""
+
+    __tablename__ = "raw_message"
+
+    id: int = Field(foreign_key="inbound_message.id", primary_key=True)
+    data: bytes = Field(sa_type=sa.LargeBinary)
+
+
+class Incident(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("year", "seq"),)
+
+    id: str = Field(primary_key=True)
+    year: int
+    seq: int
+    ca: str = Field(index=True)
+    status: str = Field(default="open", index=True)
+    category: str = "other"
+    ruleset: str
+    incident_at: datetime | None = _when(default=None, nullable=True)
+    discovered_at: datetime | None = _when(default=None, nullable=True)
+    notified_at: datetime = _when()
+    notification_deadline: datetime | None = _when(default=None, nullable=True)
+    notified_on_time: bool | None = None
+    late_by_seconds: int | None = None
+    exceptional: bool = False
+    reports_mode: str | None = None  # as-discovered | every | None (not yet decided)
+    report_interval_seconds: int | None = None
+    form_source: str | None = None
+    thread_message_id: str | None = None
+    public_disclosure: str | None = None
+    created_at: datetime = _when()
+    closed_at: datetime | None = _when(default=None, nullable=True)
+
+
+class FormValue(SQLModel, table=True):
+    """One answer to one form question; earlier answers stay (R4 item 3 asks about changes)."""
+
+    __tablename__ = "form_value"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    key: str
+    value: str
+    at_value: datetime | None = _when(default=None, nullable=True)
+    note: str | None = None
+    inbound_id: int | None = Field(default=None, foreign_key="inbound_message.id")
+    recorded_at: datetime = _when()
+    current: bool = True
+
+
+class Event(SQLModel, table=True):
+    """One entry of an incident's timeline, with its cause."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str | None = Field(default=None, foreign_key="incident.id", index=True)
+    at: datetime = _when(index=True)
+    kind: str
+    summary: str
+    rule: str | None = None
+    inbound_id: int | None = Field(default=None, foreign_key="inbound_message.id")
+    outbound_id: int | None = Field(default=None, foreign_key="outbound_message.id")
+    command: str | None = None
+    data: str | None = None  # JSON details
+
+
+class Deadline(SQLModel, table=True):
+    __table_args__ = (sa.Index("ix_deadline_due", "state", "next_reminder_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    kind: str
+    due_at: datetime = _when()
+    state: str = DL_OPEN
+    rule: str
+    text: str | None = None
+    interval_seconds: int | None = None
+    created_at: datetime = _when()
+    requested_by: str | None = None
+    satisfied_at: datetime | None = _when(default=None, nullable=True)
+    satisfied_by: int | None = Field(default=None, foreign_key="inbound_message.id")
+    next_reminder_at: datetime | None = _when(default=None, nullable=True)
+    reminders_sent: int = 0
+
+
+class ReminderLog(SQLModel, table=True):
+    """One row per reminder stage sent; the unique key makes reminders idempotent."""
+
+    __tablename__ = "reminder_log"
+    __table_args__ = (sa.UniqueConstraint("deadline_id", "stage"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    deadline_id: int = Field(foreign_key="deadline.id")
+    stage: str
+    sent_at: datetime = _when()
+
+
+class OutboundMessage(SQLModel, table=True):
+    """The transactional outbox: rendered mail, delivered later at least once."""
+
+    __tablename__ = "outbound_message"
+    __table_args__ = (sa.Index("ix_outbound_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(unique=True)
+    incident_id: str | None = Field(default=None, foreign_key="incident.id", index=True)
+    kind: str
+    envelope_from: str
+    recipients: str  # comma-separated addr-specs
+    subject: str
+    data: bytes = Field(sa_type=sa.LargeBinary)
+    status: str = OUT_QUEUED
+    attempts: int = 0
+    next_attempt_at: datetime | None = _when(default=None, nullable=True)
+    last_error: str | None = None
+    created_at: datetime = _when()
+    sent_at: datetime | None = _when(default=None, nullable=True)
+    inbound_id: int | None = Field(default=None, foreign_key="inbound_message.id")
+
+
+class Certificate(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("incident_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    key: str  # sha256, else "serial:<issuer>:<serial>", else "crtsh:<id>"
+    sha256: str | None = None
+    serial: str | None = None
+    issuer: str | None = None
+    subject: str | None = None
+    dns_names: str = ""  # newline-separated
+    not_before: datetime | None = _when(default=None, nullable=True)
+    not_after: datetime | None = _when(default=None, nullable=True)
+    precertificate: bool = False
+    crtsh_id: int | None = None
+    inbound_id: int | None = Field(default=None, foreign_key="inbound_message.id")
+
+
+class Domain(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("incident_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    name: str
+
+
+class Notice(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    action: str
+    target: str
+    target_sha256: str | None = None
+    effective_at: datetime = _when()
+    exceptional: bool = False
+    sent_at: datetime = _when()
+    message_id: str
+    recipients: str = ""
+    outbound_id: int | None = Field(default=None, foreign_key="outbound_message.id")
+
+
+class Proposal(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    inbound_id: int = Field(foreign_key="inbound_message.id")
+    received_at: datetime = _when()
+    state: str = "open"  # open | answered
+    summary: str = ""
+
+
+class FinalReport(SQLModel, table=True):
+    __tablename__ = "final_report"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    inbound_id: int = Field(foreign_key="inbound_message.id")
+    received_at: datetime = _when()
+    present: str = ""  # comma-separated item keys
+    missing: str = ""
+
+
+class ImapState(SQLModel, table=True):
+    __tablename__ = "imap_state"
+
+    folder: str = Field(primary_key=True)
+    uidvalidity: int | None = None
+    last_uid: int = 0
+    last_poll_at: datetime | None = _when(default=None, nullable=True)
+    last_success_at: datetime | None = _when(default=None, nullable=True)
+    last_error: str | None = None
+
+
+class AutoReplyCount(SQLModel, table=True):
+    """Automatic replies sent per address per day, for the per-sender cap."""
+
+    __tablename__ = "auto_reply_count"
+
+    address: str = Field(primary_key=True)
+    day: str = Field(primary_key=True)
+    count: int = 0

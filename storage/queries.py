@@ -1,0 +1,155 @@
+"""Read queries used by the views and the command line; all SQL of reads lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlmodel import Session, col, func, select
+
+from storage.models import (
+    DL_OPEN,
+    OUT_QUEUED,
+    STATE_FAILED,
+    STATE_PARKED,
+    STATE_PROCESSED,
+    Certificate,
+    Deadline,
+    Domain,
+    Event,
+    FinalReport,
+    FormValue,
+    ImapState,
+    InboundMessage,
+    Incident,
+    Meta,
+    Notice,
+    OutboundMessage,
+    Proposal,
+)
+
+
+def incidents(session: Session) -> Sequence[Incident]:
+    return session.exec(select(Incident).order_by(col(Incident.year), col(Incident.seq))).all()
+
+
+def incident(session: Session, incident_id: str) -> Incident | None:
+    return session.get(Incident, incident_id.strip().upper())
+
+
+def form_values(session: Session, incident_id: str) -> Sequence[FormValue]:
+    return session.exec(select(FormValue).where(FormValue.incident_id == incident_id)
+                        .order_by(col(FormValue.recorded_at), col(FormValue.id))).all()
+
+
+def deadlines(session: Session, incident_id: str) -> Sequence[Deadline]:
+    return session.exec(select(Deadline).where(Deadline.incident_id == incident_id)
+                        .order_by(col(Deadline.due_at), col(Deadline.id))).all()
+
+
+def next_due(session: Session, incident_id: str) -> datetime | None:
+    return session.exec(select(func.min(Deadline.due_at)).where(
+        Deadline.incident_id == incident_id, Deadline.state == DL_OPEN)).one()
+
+
+def overdue_count(session: Session, incident_id: str, now: datetime) -> int:
+    return session.exec(select(func.count()).select_from(Deadline).where(
+        Deadline.incident_id == incident_id, Deadline.state == DL_OPEN,
+        col(Deadline.due_at) <= now)).one()
+
+
+def events(session: Session, incident_id: str) -> Sequence[Event]:
+    return session.exec(select(Event).where(Event.incident_id == incident_id)
+                        .order_by(col(Event.at), col(Event.id))).all()
+
+
+def inbound_for(session: Session, incident_id: str) -> Sequence[InboundMessage]:
+    return session.exec(select(InboundMessage).where(InboundMessage.incident_id == incident_id)
+                        .order_by(col(InboundMessage.received_at))).all()
+
+
+def outbound_for(session: Session, incident_id: str) -> Sequence[OutboundMessage]:
+    return session.exec(select(OutboundMessage).where(OutboundMessage.incident_id == incident_id)
+                        .order_by(col(OutboundMessage.created_at),
+                                  col(OutboundMessage.id))).all()
+
+
+def certificate_counts(session: Session, incident_id: str) -> tuple[int, int]:
+    certs = session.exec(select(func.count()).select_from(Certificate)
+                         .where(Certificate.incident_id == incident_id)).one()
+    domains = session.exec(select(func.count()).select_from(Domain)
+                           .where(Domain.incident_id == incident_id)).one()
+    return certs, domains
+
+
+def notices(session: Session, incident_id: str) -> Sequence[Notice]:
+    return session.exec(select(Notice).where(Notice.incident_id == incident_id)
+                        .order_by(col(Notice.sent_at))).all()
+
+
+def proposals(session: Session, incident_id: str) -> Sequence[Proposal]:
+    return session.exec(select(Proposal).where(Proposal.incident_id == incident_id)
+                        .order_by(col(Proposal.received_at))).all()
+
+
+def final_reports(session: Session, incident_id: str) -> Sequence[FinalReport]:
+    return session.exec(select(FinalReport).where(FinalReport.incident_id == incident_id)
+                        .order_by(col(FinalReport.received_at))).all()
+
+
+def quarantined(session: Session) -> Sequence[InboundMessage]:
+    return session.exec(select(InboundMessage).where(col(InboundMessage.quarantined).is_(True))
+                        .order_by(col(InboundMessage.received_at))).all()
+
+
+def message_state_counts(session: Session) -> dict[str, int]:
+    rows = session.exec(select(InboundMessage.state, func.count())
+                        .group_by(InboundMessage.state)).all()
+    return {state: n for state, n in rows}
+
+
+def oldest_unprocessed(session: Session) -> datetime | None:
+    return session.exec(select(func.min(InboundMessage.received_at)).where(
+        col(InboundMessage.state) != STATE_PROCESSED,
+        col(InboundMessage.state) != STATE_PARKED)).one()
+
+
+def problem_messages(session: Session) -> Sequence[InboundMessage]:
+    return session.exec(select(InboundMessage).where(
+        col(InboundMessage.state).in_([STATE_FAILED, STATE_PARKED]))
+        .order_by(col(InboundMessage.id))).all()
+
+
+def last_received(session: Session) -> dict[str, datetime]:
+    rows = session.exec(select(InboundMessage.channel, func.max(InboundMessage.received_at))
+                        .group_by(InboundMessage.channel)).all()
+    return {channel: at for channel, at in rows if at is not None}
+
+
+def outbox_depth(session: Session) -> tuple[int, datetime | None]:
+    depth = session.exec(select(func.count()).select_from(OutboundMessage)
+                         .where(OutboundMessage.status == OUT_QUEUED)).one()
+    oldest = session.exec(select(func.min(OutboundMessage.created_at))
+                          .where(OutboundMessage.status == OUT_QUEUED)).one()
+    return depth, oldest
+
+
+def outbound_status_counts(session: Session) -> dict[str, int]:
+    rows = session.exec(select(OutboundMessage.status, func.count())
+                        .group_by(OutboundMessage.status)).all()
+    return {status: n for status, n in rows}
+
+
+def overdue_deadlines(session: Session, now: datetime) -> Sequence[Deadline]:
+    return session.exec(select(Deadline).where(Deadline.state == DL_OPEN,
+                                               col(Deadline.due_at) <= now)
+                        .order_by(col(Deadline.due_at))).all()
+
+
+def meta(session: Session, key: str) -> str | None:
+    row = session.get(Meta, key)
+    return row.value if row else None
+
+
+def imap_states(session: Session) -> Sequence[ImapState]:
+    return session.exec(select(ImapState)).all()

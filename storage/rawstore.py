@@ -1,0 +1,196 @@
+"""The raw-message store: bytes in, a durable committed row out, duplicates recognised.
+
+A message is durable when the transaction holding its bytes has committed
+(SQLite WAL with synchronous=FULL). The `GroupCommitWriter` lets concurrent
+SMTP sessions share one commit, as real MTAs share one fsync: a single writer
+thread takes everything that is waiting, stores it in one transaction, and only
+then wakes the sessions so they can answer 250.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import queue
+import re
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from storage.db import Database
+from storage.models import InboundMessage, RawMessage
+
+log = logging.getLogger("rootnotify.rawstore")
+
+# The most messages one group commit takes; bounds the transaction's size
+# (25 MB messages × 64 would be a very large commit, so bytes are capped too).
+GROUP_COMMIT_MAX_MESSAGES = 64
+GROUP_COMMIT_MAX_BYTES = 64 * 1024 * 1024
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+_ANGLE_ID = re.compile(rb"<[^<>\s]+>")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    dedup_key: str
+    sha256: str
+    message_id: str | None
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Arrival:
+    raw: bytes
+    channel: str
+    received_at: datetime
+    envelope_from: str | None = None
+    envelope_to: Sequence[str] = ()
+
+
+def fingerprint(raw: bytes) -> Fingerprint:
+    """Message-ID plus a hash of the body with line endings folded.
+
+    Trace headers differ between the SMTP copy and the IMAP copy of one mail
+    (Received, Return-Path, Delivered-To), and IMAP servers may store LF where
+    SMTP carried CRLF, so the key is the Message-ID and the body, not the raw
+    bytes. A message without a Message-ID is keyed by all of its bytes.
+    """
+    whole = hashlib.sha256(raw).hexdigest()
+    split = _HEADER_END.search(raw)
+    head = raw[: split.start()] if split else raw
+    body = raw[split.end():] if split else b""
+    found = _MESSAGE_ID.search(head)
+    message_id = None
+    if found:
+        ids = _ANGLE_ID.findall(found.group(1))
+        if ids:
+            message_id = ids[0].decode("ascii", "replace")
+    if message_id is None:
+        return Fingerprint(dedup_key=whole, sha256=whole, message_id=None)
+    body_hash = hashlib.sha256(body.replace(b"\r\n", b"\n").rstrip(b"\n")).hexdigest()
+    key = hashlib.sha256(f"{message_id}\0{body_hash}".encode()).hexdigest()
+    return Fingerprint(dedup_key=key, sha256=whole, message_id=message_id)
+
+
+def store_batch(session: Session, arrivals: Sequence[Arrival]) -> list[StoreResult]:
+    """Insert every arrival not seen before; count the others as duplicates. No commit."""
+    prints = [fingerprint(a.raw) for a in arrivals]
+    keys = {p.dedup_key for p in prints}
+    existing = {
+        m.dedup_key: m
+        for m in session.exec(
+            select(InboundMessage).where(col(InboundMessage.dedup_key).in_(keys))
+        )
+    }
+    results: list[StoreResult] = []
+    for arrival, fp in zip(arrivals, prints, strict=True):
+        known = existing.get(fp.dedup_key)
+        if known is not None:
+            known.duplicates += 1
+            session.add(known)
+            results.append(StoreResult(id=known.id or 0, duplicate=True))
+            continue
+        row = InboundMessage(
+            dedup_key=fp.dedup_key,
+            sha256=fp.sha256,
+            message_id=fp.message_id,
+            channel=arrival.channel,
+            received_at=arrival.received_at,
+            envelope_from=arrival.envelope_from,
+            envelope_to=",".join(arrival.envelope_to),
+            size=len(arrival.raw),
+        )
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        session.add(RawMessage(id=row.id, data=arrival.raw))
+        existing[fp.dedup_key] = row
+        results.append(StoreResult(id=row.id, duplicate=False))
+    return results
+
+
+def store(db: Database, arrival: Arrival) -> StoreResult:
+    """Store one message durably (its own transaction); for ingest and IMAP."""
+    with db.write() as session:
+        return store_batch(session, [arrival])[0]
+
+
+def load_raw(session: Session, inbound_id: int) -> bytes:
+    row = session.get(RawMessage, inbound_id)
+    if row is None:
+        raise KeyError(f"no raw message {inbound_id}")
+    return row.data
+
+
+class GroupCommitWriter:
+    """One thread that commits whatever arrivals are waiting, together."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._queue: queue.Queue[tuple[Arrival, Future[StoreResult]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="rawstore-writer", daemon=True)
+        self._started = False
+        self.commits = 0
+
+    def start(self) -> None:
+        if not self._started:
+            self._thread.start()
+            self._started = True
+
+    def stop(self) -> None:
+        if self._started:
+            self._queue.put(None)
+            self._thread.join()
+            self._started = False
+
+    async def store(self, arrival: Arrival) -> StoreResult:
+        future: Future[StoreResult] = Future()
+        self._queue.put((arrival, future))
+        return await asyncio.wrap_future(future)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            size = len(first[0].raw)
+            stopping = False
+            while len(batch) < GROUP_COMMIT_MAX_MESSAGES and size < GROUP_COMMIT_MAX_BYTES:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+                size += len(item[0].raw)
+            self._commit(batch)
+            if stopping:
+                return
+
+    def _commit(self, batch: list[tuple[Arrival, Future[StoreResult]]]) -> None:
+        try:
+            with self._db.write() as session:
+                results = store_batch(session, [a for a, _ in batch])
+        except Exception as exc:
+            log.error("group commit of %d message(s) failed: %s", len(batch), exc)
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        self.commits += 1
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)
