@@ -17,7 +17,7 @@ An item counts as present when its section has content. A bare placeholder
 learns nothing from it, while "N/A – there was no mismatch" (a reason) or
 "None" (a fact) is an answer.
 
-Never raises on text; bytes in, typed result out, no I/O.
+Never raises on any text; text in, typed result out, no I/O.
 """
 
 from __future__ import annotations
@@ -41,9 +41,13 @@ MAX_SECTION_CHARS = 4_000
 FINAL_REPORT_MIN_ITEMS = 5
 # Fewer numbered headings than this are a stray list, not the report's structure.
 NUMBERED_MIN_HEADINGS = 3
-# A rewording of three or more words names the item even before an inline
+# A rewording this long names the item even before an inline
 # answer without a colon ("How did the CA detect the incident? We …").
 LONG_VARIANT_WORDS = 5
+
+# How far below a numbered heading content is looked for when weighing it;
+# blank lines between a heading and its text are rarely more than a few.
+CONTENT_LOOKAHEAD_LINES = 50
 
 # Rewordings seen in practice, besides each item's title and question.
 HEADING_VARIANTS: dict[str, tuple[str, ...]] = {
@@ -274,7 +278,7 @@ def _weigh(cands: list[_Line], lines: list[str], keys: tuple[str, ...]) -> None:
 def _has_content(c: _Line, lines: list[str], stops: set[int]) -> bool:
     if c.inline:
         return True
-    for j in range(c.index + 1, min(len(lines), c.index + 50)):
+    for j in range(c.index + 1, min(len(lines), c.index + CONTENT_LOOKAHEAD_LINES)):
         if j in stops:
             return False
         if lines[j].strip():
