@@ -473,3 +473,35 @@ def test_parse_form_text_never_raises(text: str) -> None:
 def test_parse_form_text_never_raises_on_form_like_noise(pieces: list[str]) -> None:
     form = parse_form_text("".join(pieces), RULESET_2019_03, UTC_TZ)
     assert all(f.value for f in form.fields.values())
+
+
+def test_pdf_fields_with_camel_case_and_underscore_names() -> None:
+    names = {"ca_name": "form1.CAName", "detected_by": "DetectedBy", "location": "Where_occurred",
+             "root_cause": "Root_Cause"}
+    answers = {k: ANSWERS[k] for k in names}
+    raw = make_mail("See attached.", attachments=(
+        ("form.pdf", "application/pdf", make_pdf_acroform(answers, names=names)),))
+    form = find_form(parse_message(raw), RULESET_2019_03, UTC_TZ)
+    assert form is not None
+    # "CAName" has no lower-to-upper break and "Where_occurred" is no label: not read.
+    assert values(form) == {"detected_by": ANSWERS["detected_by"],
+                            "root_cause": ANSWERS["root_cause"]}
+
+
+def test_quoted_lines_in_the_top_part_are_skipped() -> None:
+    text = ("> CA name: their quote\nCA name: Example Trust\n"
+            "> Location: quoted\nLocation: Frankfurt\n")
+    form = parse_form_text(text, RULESET_2019_03, UTC_TZ)
+    assert values(form) == {"ca_name": "Example Trust", "location": "Frankfurt"}
+
+
+def test_gmail_html_reply_reads_only_the_new_part() -> None:
+    html = (
+        "<div>CA name: Example Trust<br>Where the incident occurred: Frankfurt</div>"
+        '<div class="gmail_quote"><div>On Wed, 25 Nov 2026 at 10:00, Root Program '
+        "&lt;rootnotify@program.test&gt; wrote:</div><blockquote>"
+        "Who detected the incident: quoted text</blockquote></div>"
+    )
+    form = find_form(parse_message(make_mail(html=html)), RULESET_2019_03, UTC_TZ)
+    assert form is not None
+    assert values(form) == {"ca_name": "Example Trust", "location": "Frankfurt"}
