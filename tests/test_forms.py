@@ -505,3 +505,11 @@ def test_gmail_html_reply_reads_only_the_new_part() -> None:
     form = find_form(parse_message(make_mail(html=html)), RULESET_2019_03, UTC_TZ)
     assert form is not None
     assert values(form) == {"ca_name": "Example Trust", "location": "Frankfurt"}
+
+
+def test_answer_typed_beside_the_hint() -> None:
+    text = ("CA name: X\nIncident type: mis-issuance (one of key-compromise, mis-issuance, "
+            "public-report, physical, other)\n")
+    form = parse_form_text(text, RULESET_2019_03, UTC_TZ)
+    assert form.fields["category"].value == "mis-issuance"
+    assert (form.category, form.category_note) == ("mis-issuance", None)

@@ -54,8 +54,11 @@ _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _EMPHASIS = re.compile(r"\*\*|__")
 _TABLE_RULE = re.compile(r"^[\s|:+-]*$")
 _PLACEHOLDER = re.compile(r"^[\s\-–—_.…?*\[\]<>]*$")
-_HINTS = tuple(
-    h.lower() for h in {f.hint for f in FORM_FIELDS if f.hint} | {"(if known)", "(if requested)"}
+# The blank form's hints, left in place by a CA who typed the answer beside them.
+_HINT_RE = re.compile(
+    "|".join(re.escape(h) for h in sorted(
+        {f.hint for f in FORM_FIELDS if f.hint} | {"(if known)", "(if requested)"})),
+    re.I,
 )
 _SIGNATURE = re.compile(
     r"^(?:--\s*|(?:best|kind|warm|many)?\s*regards,?|thanks?(?: you)?,?|sincerely,?"
@@ -145,11 +148,7 @@ def _clean_value(lines: list[str]) -> str:
         if not ln.strip() and out and not out[-1].strip():
             continue  # one blank line between paragraphs is enough
         out.append(ln.strip() if len(lines) == 1 else ln)
-    value = "\n".join(out).strip()
-    low = value.lower()
-    for hint in _HINTS:
-        if low.startswith(hint):
-            value, low = value[len(hint):].strip(), low[len(hint):].strip()
+    value = _HINT_RE.sub("", "\n".join(out))
     value = _EMPHASIS.sub("", value).strip()
     return "" if _PLACEHOLDER.match(value) else value
 
