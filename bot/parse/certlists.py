@@ -537,7 +537,7 @@ def _iter_pem(
         yield RejectedLine(start, _clip(begin), "PEM block has no END line", source)
 
 
-# Column names, normalised (lower case, runs of space . - / # ( ) to "_").
+# Column names, compared in lower case without spaces, punctuation or underscores.
 _SERIAL_HEX, _SERIAL_DEC, _ISSUER, _SUBJECT, _SHA256, _CRTSH, _DOMAINS, _PEM = range(8)
 _COLUMNS: dict[str, int] = {}
 for _kind, _names in (
@@ -563,14 +563,14 @@ for _kind, _names in (
     (_PEM, "pem certificate cert certificate_pem cert_pem"),
 ):
     for _name in _names.split():
-        _COLUMNS[_name] = _kind
+        # Keyed without underscores so "SHA-256 Fingerprint" finds sha256_fingerprint.
+        _COLUMNS[_name.replace("_", "")] = _kind
 _IDENTIFYING = frozenset({_SERIAL_HEX, _SERIAL_DEC, _SHA256, _CRTSH, _PEM})
 _NORMALISE_RE = re.compile(r"[\s.\-/#()]+")
 
 
 def _column_kind(cell: str) -> int | None:
-    name = _NORMALISE_RE.sub("_", cell.strip().strip('"').lower()).strip("_")
-    return _COLUMNS.get(name)
+    return _COLUMNS.get(_NORMALISE_RE.sub("", cell.strip().strip('"').lower()).replace("_", ""))
 
 
 def _hex_serial(value: str) -> str:
