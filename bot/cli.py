@@ -51,7 +51,7 @@ def _config() -> Config:
     try:
         return load_config(config_path(state.config_option))
     except ConfigError as exc:
-        err.print(f"rootnotify: {exc}", markup=False, highlight=False)
+        _error(f"{exc}")
         raise typer.Exit(2) from None
 
 
@@ -60,13 +60,18 @@ def _context(clock: Clock | None = None) -> Context:
     try:
         db = open_database(config.storage_url)
     except SchemaTooNew as exc:
-        err.print(f"rootnotify: {exc}", markup=False)
+        _error(f"{exc}")
         raise typer.Exit(2) from None
     try:
         return make_context(config, db, clock or SystemClock())
     except ConfigError as exc:
-        err.print(f"rootnotify: {exc}", markup=False, highlight=False)
+        _error(f"{exc}")
         raise typer.Exit(2) from None
+
+
+def _error(text: str, prefix: bool = True) -> None:
+    """One plain line on stderr (no wrapping: scripts and people grep these)."""
+    sys.stderr.write(f"{'rootnotify: ' if prefix else ''}{text}\n")
 
 
 def _print_json(data: Any) -> None:
@@ -104,7 +109,7 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help=".eml files, mbox fi
         report = run_ingest(ctx.db, ctx.clock, paths, ctx.config.smtp.max_message_size)
     processed = process_pending(ctx)
     for where, why in report.refused:
-        err.print(f"refused {where}: {why}", markup=False)
+        _error(f"refused {where}: {why}", prefix=False)
     console.print(f"{report.stored} stored, {report.duplicates} duplicate(s), "
                   f"{len(report.refused)} refused; {processed.processed} processed, "
                   f"{processed.failed} failed, {processed.parked} parked", markup=False)
@@ -123,7 +128,7 @@ def tick(now: Annotated[str | None, typer.Option("--now", help="ISO 8601 time wi
     try:
         clock: Clock = FixedClock(parse_iso(now)) if now else SystemClock()
     except ValueError as exc:
-        err.print(f"rootnotify: --now: {exc}", markup=False)
+        _error(f"--now: {exc}")
         raise typer.Exit(2) from None
     ctx = _context(clock)
     pipeline = process_pending(ctx)
@@ -136,7 +141,7 @@ def tick(now: Annotated[str | None, typer.Option("--now", help="ISO 8601 time wi
         markup=False)
     if scheduled.errors:
         for name, error in scheduled.errors.items():
-            err.print(f"scheduler job {name} failed: {error}", markup=False)
+            _error(f"scheduler job {name} failed: {error}", prefix=False)
         raise typer.Exit(1)
 
 
@@ -172,7 +177,7 @@ def show(incident_id: Annotated[str, typer.Argument(metavar="ID")],
     with ctx.db.read() as session:
         incident = queries.incident(session, incident_id)
         if incident is None:
-            err.print(f"rootnotify: no incident {incident_id}", markup=False)
+            _error(f"no incident {incident_id}")
             raise typer.Exit(1)
         data = incident_json(session, incident, ctx.clock.now())
     if as_json:
@@ -196,7 +201,7 @@ def reprocess(incoming_id: Annotated[int | None, typer.Argument(metavar="ID")] =
     from bot.pipeline import process_pending, requeue
 
     if incoming_id is None and not failed:
-        err.print("rootnotify: give a message number or --failed")
+        _error("give a message number or --failed")
         raise typer.Exit(2)
     ctx = _context()
     count = requeue(ctx, incoming_id, failed_only=failed)
