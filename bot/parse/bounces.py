@@ -577,6 +577,8 @@ def parse_bounce(
     except Exception:  # the stdlib parser raises assorted types on hostile MIME
         found = _fallback_structure(raw)
     status_texts, mdn_texts = found.status_texts, found.mdn_texts
+    # A report part counts only inside a report (or in a mail that is a bounce
+    # by its headers): a person may attach one to a question, or forward a bounce.
     structural_dsn = found.top_type == "message/delivery-status" or (
         found.top_type == "multipart/report"
         and (found.report_type in ("delivery-status", "global-delivery-status") or status_texts)
@@ -588,13 +590,12 @@ def parse_bounce(
         return _mdn_report(found, message, envelope_to)
     if not (structural_dsn or is_bounce(message)):
         return None
-    # A delivery-status part counts only inside a report or a mail that is a
-    # bounce by its headers: a person may attach one to a question.
     recipients, per_message = _recipients_from_fields(status_texts)
     source = "rfc3464"
     if not recipients:
         # The part was lost to a broken boundary, or never was: look for its fields in the text.
-        recipients, per_message = _recipients_from_fields([found.human_text])
+        recipients, text_per_message = _recipients_from_fields([found.human_text])
+        per_message = {**text_per_message, **per_message}
         source = "rfc3464-text"
     if not recipients:
         text_recipients, text_source = _text_recipients(found.human_text)
