@@ -29,6 +29,7 @@ NOT_AFTER = datetime(2045, 1, 1, tzinfo=UTC)
 AT = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 # CLI calls are local and quick; a hung gpg-agent must not hang the suite.
 CLI_TIMEOUT_SECONDS = 60
+GPGSM_IMPORT_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,28 @@ def gpgsm_sign(tmp: Path, signer: Identity, ca: Identity, content: bytes) -> byt
     (home / "trustlist.txt").write_text(f"{fingerprint} S relax\n")
     (home / "gpgsm.conf").write_text("disable-crl-checks\n")  # no network in tests
     (tmp / "ca.pem").write_bytes(pem(ca.cert))
+    (tmp / "content.eml").write_bytes(content)
+    batch = ["gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0"]
+    sign = [*batch, "-u", str(signer.email), "--detach-sign", "-o", "sig.p7s", "content.eml"]
+    try:
+        _gpgsm_step(["gpgsm", "--batch", "--import", "ca.pem"], tmp, env)
+        # gpgsm 2.2 now and then fails to decrypt a valid PKCS#12 ("possibly bad
+        # passphrase"); a fresh file (new salt) imports, so a few attempts are allowed.
+        for attempt in range(1, GPGSM_IMPORT_ATTEMPTS + 1):
+            (tmp / "signer.p12").write_bytes(_legacy_p12(signer, ca))
+            done = run([*batch, "--import", "signer.p12"], cwd=tmp, stdin=b"test\n", env=env)
+            if done.returncode == 0 and b"secret keys imported: 1" in done.stderr:
+                break
+            if attempt == GPGSM_IMPORT_ATTEMPTS:
+                pytest.skip(f"gpgsm could not import the key: {done.stderr[-300:]!r}")
+        _gpgsm_step(sign, tmp, env)
+    finally:
+        run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], cwd=tmp, env=env)
+    return multipart_signed(content, (tmp / "sig.p7s").read_bytes(), micalg="sha-256")
+
+
+def _legacy_p12(signer: Identity, ca: Identity) -> bytes:
+    """PKCS#12 with SHA-1/3DES: gpgsm 2.2 cannot read cryptography's default AES PKCS#12."""
     encryption = (
         serialization.PrivateFormat.PKCS12.encryption_builder()
         .kdf_rounds(2048)
@@ -264,26 +287,15 @@ def gpgsm_sign(tmp: Path, signer: Identity, ca: Identity, content: bytes) -> byt
         .hmac_hash(hashes.SHA1())
         .build(b"test")
     )
-    (tmp / "signer.p12").write_bytes(
-        pkcs12.serialize_key_and_certificates(
-            b"signer", signer.key, signer.cert, [ca.cert], encryption
-        )
+    return pkcs12.serialize_key_and_certificates(
+        b"signer", signer.key, signer.cert, [ca.cert], encryption
     )
-    (tmp / "content.eml").write_bytes(content)
-    batch = ["gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0"]
-    try:
-        steps = [
-            ["gpgsm", "--batch", "--import", "ca.pem"],
-            [*batch, "--import", "signer.p12"],
-            [*batch, "-u", str(signer.email), "--detach-sign", "-o", "sig.p7s", "content.eml"],
-        ]
-        for step in steps:
-            done = run(step, cwd=tmp, stdin=b"test\n", env=env)
-            if done.returncode != 0:
-                pytest.skip(f"gpgsm could not be driven non-interactively: {done.stderr[-300:]!r}")
-    finally:
-        run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], cwd=tmp, env=env)
-    return multipart_signed(content, (tmp / "sig.p7s").read_bytes(), micalg="sha-256")
+
+
+def _gpgsm_step(args: list[str], tmp: Path, env: dict[str, str]) -> None:
+    done = run(args, cwd=tmp, stdin=b"test\n", env=env)
+    if done.returncode != 0:
+        pytest.skip(f"gpgsm could not be driven non-interactively: {done.stderr[-300:]!r}")
 
 
 def multipart_signed(

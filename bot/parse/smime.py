@@ -27,7 +27,7 @@ import itertools
 import logging
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.message import Message
@@ -89,7 +89,6 @@ _WEAK_DIGESTS = frozenset({"sha1"})
 _SIGNATURE_TYPES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
 _MIME_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_BARE_LF = re.compile(rb"(?<!\r)\n")
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
 _PEM_CERT_LABELS = frozenset({b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"})
 _PEM_PKCS7_LABELS = frozenset({b"PKCS7", b"PKCS #7 SIGNED DATA", b"CMS"})
@@ -117,7 +116,12 @@ class _Refused(Exception):
 @dataclass(frozen=True)
 class _Entity:
     headers: Message
-    body: bytes
+    raw: bytes
+    body_start: int  # offsets, not a slice: bodies can be megabytes and are scanned in place
+
+    @property
+    def body(self) -> bytes:
+        return self.raw[self.body_start :]
 
     @property
     def content_type(self) -> str:
@@ -210,27 +214,30 @@ def load_certificates(path_or_bytes: str | Path | bytes) -> list[x509.Certificat
 
 
 def _parse_entity(raw: bytes) -> _Entity:
+    start = 0
     if raw.startswith(b"From "):  # mbox separator line (KMail exports keep it)
         newline = raw.find(b"\n")
-        raw = raw[newline + 1 :] if newline >= 0 else b""
-    if raw.startswith((b"\n", b"\r\n")):
-        header_bytes, body = b"", raw[1:] if raw.startswith(b"\n") else raw[2:]
+        start = newline + 1 if newline >= 0 else len(raw)
+    if raw.startswith(b"\n", start) or raw.startswith(b"\r\n", start):
+        header_bytes, body_start = b"", raw.find(b"\n", start) + 1
     else:
-        end = _HEADER_END.search(raw)
-        header_bytes, body = (raw[: end.start()], raw[end.end() :]) if end else (raw, b"")
+        end = _HEADER_END.search(raw, start)
+        header_bytes = raw[start : end.start()] if end else raw[start:]
+        body_start = end.end() if end else len(raw)
     headers = BytesHeaderParser(policy=compat32).parsebytes(header_bytes + b"\n\n")
-    return _Entity(headers, body)
+    return _Entity(headers, raw, body_start)
 
 
-def _split_multipart(body: bytes, boundary: str) -> list[bytes]:
+def _split_multipart(entity: _Entity, boundary: str) -> list[bytes]:
     """The exact bytes of each body part; the line break before a delimiter belongs to it."""
+    body, first = entity.raw, entity.body_start
     delimiter = b"--" + boundary.encode("utf-8", "replace")
     parts: list[bytes] = []
     part_start: int | None = None
-    search_from = 0
+    search_from = first
     while len(parts) < MAX_MIME_PARTS:
-        if search_from == 0 and body.startswith(delimiter):
-            line_start = 0
+        if search_from == first and body.startswith(delimiter, first):
+            line_start = first
         else:
             found = body.find(b"\n" + delimiter, search_from)
             if found < 0:
@@ -256,26 +263,43 @@ def _split_multipart(body: bytes, boundary: str) -> list[bytes]:
     return parts
 
 
-def _find_smime(raw: bytes, depth: int = 0) -> tuple[str, _Entity] | None:
-    """("signed", entity) for multipart/signed, ("mime", entity) for pkcs7-mime, else None."""
+def _find_smime(raw: bytes, depth: int = 0) -> tuple[str, _Entity, int] | None:
+    """(kind, entity, depth): kind "signed" for multipart/signed, "mime" for pkcs7-mime."""
     entity = _parse_entity(raw)
+    kind = _smime_kind(entity)
+    if kind is not None:
+        return kind, entity, depth
     ctype = entity.content_type
-    if ctype == "multipart/signed":
-        return "signed", entity
-    if ctype in _MIME_TYPES or (
-        ctype == "application/octet-stream" and entity.param("name").lower().endswith(".p7m")
-    ):
-        return "mime", entity
     if not ctype.startswith("multipart/") or depth >= MAX_MIME_DEPTH:
         return None
     boundary = entity.param("boundary")
     if not boundary:
         return None
-    for part in _split_multipart(entity.body, boundary):
+    for part in _split_multipart(entity, boundary):
         found = _find_smime(part, depth + 1)
         if found is not None:
             return found
     return None
+
+
+def _smime_kind(entity: _Entity) -> str | None:
+    ctype = entity.content_type
+    if ctype == "multipart/signed":
+        return "signed"
+    if ctype in _MIME_TYPES or (
+        ctype == "application/octet-stream" and entity.param("name").lower().endswith(".p7m")
+    ):
+        return "mime"
+    return None
+
+
+def _looks_like_smime(raw: bytes) -> bool:
+    """Is `raw` itself an S/MIME entity? Header bytes are screened before the (slower) parse."""
+    end = _HEADER_END.search(raw)
+    head = (raw[: end.start()] if end else raw).lower()
+    if b"pkcs7" not in head and b"multipart/signed" not in head and b".p7m" not in head:
+        return False
+    return _smime_kind(_parse_entity(raw)) is not None
 
 
 def _decode_body(entity: _Entity) -> bytes:
@@ -297,15 +321,13 @@ def _verify(raw: bytes, ctx: _Context, layer: int) -> SmimeResult:
     found = _find_smime(raw)
     if found is None:
         return SmimeResult("unsigned", "no S/MIME signature or encryption found")
-    kind, entity = found
+    kind, entity, depth = found
     nested = (
-        ""
-        if _parse_entity(raw).content_type == entity.content_type
-        else ("; the signed part sits inside a multipart, other parts are not covered")
+        "; the signed part sits inside a multipart, other parts are not covered" if depth else ""
     )
     if kind == "signed":
         boundary = entity.param("boundary")
-        parts = _split_multipart(entity.body, boundary) if boundary else []
+        parts = _split_multipart(entity, boundary) if boundary else []
         if len(parts) < 2:
             raise _Refused("multipart/signed without its two parts")
         signature_entity = _parse_entity(parts[1])
@@ -339,7 +361,7 @@ def _verify(raw: bytes, ctx: _Context, layer: int) -> SmimeResult:
         if content is None:
             raise _Refused("opaque signed-data carries no content")
         result = _verify_signed_data(signed_data, content, ctx, detached=False)
-    if result.content is not None and _find_smime(result.content) is not None:
+    if result.content is not None and _looks_like_smime(result.content):
         nested += "; the signed content is itself S/MIME (inner layer not verified here)"
     return replace(result, reason=result.reason + nested) if nested else result
 
@@ -501,25 +523,36 @@ def _signed_attributes(signer_info: cms.SignerInfo) -> dict[str, object] | None:
     return found
 
 
-def _signed_attributes_der(signer_info: cms.SignerInfo) -> list[bytes]:
+def _signed_attributes_der(signer_info: cms.SignerInfo) -> Iterator[bytes]:
     """The signed attributes as the signer hashed them: a DER SET OF, not the [0] tag."""
     attrs = signer_info["signed_attrs"]
-    original = attrs.dump()
-    forms = [b"\x31" + original[1:]]
+    original = b"\x31" + attrs.dump()[1:]
+    yield original
     try:
         reencoded = cms.CMSAttributes(list(attrs)).dump(force=True)
     except (ValueError, TypeError):
-        return forms  # an attribute we cannot re-encode: only the original bytes can match
-    if reencoded not in forms:
-        forms.append(reencoded)  # the sender used BER; the signature is over DER
-    return forms
+        return  # an attribute we cannot re-encode: only the original bytes can match
+    if reencoded != original:
+        yield reencoded  # the sender used BER; the signature is over DER
 
 
-def _content_forms(content: bytes) -> list[bytes]:
-    """The content as given and with CRLF line ends: clients differ in which they sign."""
-    if b"\n" in content and content.count(b"\n") != content.count(b"\r\n"):
-        return [_BARE_LF.sub(b"\r\n", content), content]
-    return [content]
+def _content_forms(content: bytes) -> Iterator[bytes]:
+    """The content as given and in canonical CRLF form: clients differ in which they sign.
+
+    Lazily, most likely first (judged by the first line end), because each
+    form costs a pass over the content as long as the hash itself.
+    """
+    newline = content.find(b"\n")
+    if newline < 0:
+        yield content
+        return
+    if content[newline - 1 : newline] == b"\r":
+        yield content
+    canonical = content.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if canonical != content:
+        yield canonical
+    if content[newline - 1 : newline] != b"\r":
+        yield content
 
 
 def _digest(name: str, data: bytes) -> bytes:
@@ -529,7 +562,7 @@ def _digest(name: str, data: bytes) -> bytes:
 
 
 def _check_signature(
-    signer: x509.Certificate, signer_info: cms.SignerInfo, digest_name: str, forms: list[bytes]
+    signer: x509.Certificate, signer_info: cms.SignerInfo, digest_name: str, forms: Iterable[bytes]
 ) -> str | None:
     """None when the signature verifies over one of `forms`, else the reason it does not."""
     algorithm = signer_info["signature_algorithm"]
@@ -595,8 +628,10 @@ def _find_signer(
     for cert in pool:
         if cert.serial_number != serial:
             continue
-        # asn1crypto compares names after RFC 5280 normalisation, which
-        # survives re-encoding differences between the CMS and the certificate.
+        # Same bytes is the common case; otherwise asn1crypto compares names after
+        # RFC 5280 normalisation, which survives re-encoding between CMS and certificate.
+        if cert.issuer.public_bytes() == issuer.dump():
+            return cert
         if asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER)).issuer == issuer:
             return cert
     return None
