@@ -548,7 +548,10 @@ def _content_forms(content: bytes) -> Iterator[bytes]:
         return
     if content[newline - 1 : newline] == b"\r":
         yield content
-    canonical = content.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if b"\r" in content:  # mixed line ends: normalise both kinds
+        canonical = content.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    else:  # plain LF, as stored by most mailbox formats: one pass
+        canonical = content.replace(b"\n", b"\r\n")
     if canonical != content:
         yield canonical
     if content[newline - 1 : newline] != b"\r":
