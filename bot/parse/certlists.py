@@ -37,6 +37,7 @@ from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 from bot.errors import LimitExceeded
@@ -202,6 +203,19 @@ def _walk_tbs(der: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]
     return serial, issuer, subject, extensions
 
 
+def _serial_not_positive(der: bytes) -> bool:
+    """Whether the serial INTEGER is negative or zero (or the walk fails: be careful then)."""
+    try:
+        _, pos, _ = _tlv(der, 0)
+        _, pos, _ = _tlv(der, pos)
+        tag, start, end = _tlv(der, pos)
+        if tag == 0xA0:
+            tag, start, end = _tlv(der, end)
+        return tag != 0x02 or der[start] & 0x80 != 0 or not any(der[start:end])
+    except (ValueError, IndexError):
+        return True
+
+
 def _san_dns_names(value: bytes) -> tuple[str, ...]:
     """dNSName entries of a GeneralNames value, lower-cased, wildcards kept."""
     _, pos, end = _tlv(value, 0)
@@ -247,7 +261,14 @@ class _CertReader:
         self, der: bytes, line: int | None, source: str, crtsh_id: int | None = None
     ) -> Item:
         try:
-            cert = x509.load_der_x509_certificate(der)
+            if _serial_not_positive(der):
+                # Non-positive serials are a mis-issuance CAs report; cryptography
+                # warns on them, and a warning must not stop the list.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                    cert = x509.load_der_x509_certificate(der)
+            else:
+                cert = x509.load_der_x509_certificate(der)
         except ValueError as exc:
             return RejectedLine(
                 line, _clip(der[:60].hex()), f"not a readable certificate: {exc}", source
@@ -949,9 +970,7 @@ def iter_certificate_list(
             yield RejectedLine(None, _clip(filename), str(exc), filename)
             return
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield from _iter_stream(source, stream, limits, reader)
+            yield from _iter_stream(source, stream, limits, reader)
         except ArchiveCorrupt as exc:
             yield RejectedLine(None, _clip(source), str(exc), source)
         except LimitExceeded:
@@ -1021,9 +1040,8 @@ def looks_like_certificate_list(filename: str, content_type: str, data: bytes) -
     named = name.endswith(_LIST_EXTENSIONS) or ctype in _LIST_CONTENT_TYPES
     if not is_compressed(data):
         return _head_looks_like(named, ctype, data[:CHUNK])
-    peek_limits = ArchiveLimits(max_members=DEFAULT_ARCHIVE_LIMITS.max_members)
     try:
-        for seen, (member, stream) in enumerate(iter_members(filename, data, peek_limits)):
+        for seen, (member, stream) in enumerate(iter_members(filename, data)):
             member_named = member.lower().endswith(_LIST_EXTENSIONS)
             if _head_looks_like(member_named, "", stream.peek(CHUNK)[:CHUNK]):
                 return True
