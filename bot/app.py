@@ -52,6 +52,11 @@ class Service:
         self._loop_ref: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
+        if self.config.imap.enabled:
+            # Wrong IMAP credentials stop `serve` here, before it listens.
+            from bot.intake.imap import check_at_start
+
+            await asyncio.to_thread(check_at_start, self.config.imap)
         self.writer.start()
         loop = self._loop_ref = asyncio.get_running_loop()
         if self.config.smtp.enabled:

@@ -136,7 +136,8 @@ class Sink:
 
 def write_config(tmp_path: Path, *, smtp_port: int, relay_port: int, ruleset: str = "2019-03",
                  staff_auth: str = "none", extra: str = "", timezone: str = "UTC",
-                 outgoing_mode: str = "smtp") -> Path:
+                 outgoing_mode: str = "smtp", imap: str = "") -> Path:
+    """The test configuration; `imap` is the body of an [imap] table (empty: none)."""
     path = tmp_path / "config.toml"
     path.write_text(f"""
 [bot]
@@ -163,6 +164,8 @@ from = "Root Program <{BOT}>"
 [staff]
 addresses = ["{STAFF}"]
 auth = "{staff_auth}"
+{"[imap]" if imap else ""}
+{imap}
 
 [[ca]]
 name = "Example CA"
