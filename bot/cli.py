@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from bot.clock import Clock, FixedClock, SystemClock, iso, parse_iso
 from bot.config import Config, config_path, load_config
@@ -146,52 +145,101 @@ def tick(now: Annotated[str | None, typer.Option("--now", help="ISO 8601 time wi
 
 
 @app.command()
-def incidents(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List incidents."""
+def incidents(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
+    only_open: Annotated[bool, typer.Option("--open", help="Only open incidents")] = False,
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only incidents with an overdue "
+                                          "deadline")] = False,
+    ca: Annotated[str | None, typer.Option("--ca", metavar="NAME", help="Only this CA's "
+                                           "incidents (its configured name, any case)")] = None,
+) -> None:
+    """List incidents: CA, category, status, 24-hour verdict, next deadline, overdue count."""
+    from bot.textviews import incidents_table
     from bot.views import incidents_json
 
     ctx = _context()
     with ctx.db.read() as session:
         rows = incidents_json(session, ctx.clock.now())
+    if only_open:
+        rows = [r for r in rows if r["status"] == "open"]
+    if overdue:
+        rows = [r for r in rows if r["overdue"]]
+    if ca is not None:
+        rows = [r for r in rows if r["ca"].casefold() == ca.strip().casefold()]
     if as_json:
         _print_json(rows)
         return
-    table = Table(title="Incidents")
-    for column in ("id", "CA", "category", "status", "notified", "24 h", "next due", "overdue"):
-        table.add_column(column)
-    for r in rows:
-        verdict = {True: "met", False: "late", None: "?"}[r["notified_on_time"]]
-        table.add_row(r["id"], r["ca"], r["category"], r["status"], r["notified_at"], verdict,
-                      r["next_due_at"] or "-", str(r["overdue"]))
-    console.print(table)
+    if not rows:
+        console.print("no incidents" + (" match" if only_open or overdue or ca else ""),
+                      markup=False)
+        return
+    console.print(incidents_table(rows, ctx.config.bot.timezone))
+
+
+def _incident_data(ctx: Context, incident_id: str) -> dict[str, Any]:
+    from bot.views import incident_json
+    from storage import queries
+
+    with ctx.db.read() as session:
+        incident = queries.incident(session, incident_id)
+        if incident is None:
+            _error(f"no incident {incident_id}")
+            raise typer.Exit(1)
+        return incident_json(session, incident, ctx.clock.now())
 
 
 @app.command()
 def show(incident_id: Annotated[str, typer.Argument(metavar="ID")],
-         as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show one incident: form, deadlines, messages and the timeline."""
-    from bot.views import incident_json
+         as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+         = False) -> None:
+    """Show one incident: form and its history, deadlines, notices, messages and the timeline."""
+    from bot.textviews import print_incident
+
+    ctx = _context()
+    data = _incident_data(ctx, incident_id)
+    if as_json:
+        _print_json(data)
+        return
+    print_incident(console, data, ctx.config.bot.timezone)
+
+
+@app.command()
+def export(
+    incident_id: Annotated[str, typer.Argument(metavar="ID")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md, json or csv")] = "md",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead "
+                                                "of standard output")] = None,
+    with_raw: Annotated[bool, typer.Option("--with-raw", help="A zip: the dossier, every raw "
+                                           "message as .eml, and MANIFEST.sha256 (needs -o)")]
+    = False,
+) -> None:
+    """The incident dossier: a Markdown report, all of it as JSON, or its certificates as CSV."""
+    from bot.export import FORMATS, write_archive, write_format
     from storage import queries
 
+    if fmt not in FORMATS:
+        _error(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+        raise typer.Exit(2)
+    if with_raw and output is None:
+        _error("--with-raw writes a zip file: give -o PATH")
+        raise typer.Exit(2)
     ctx = _context()
     with ctx.db.read() as session:
         incident = queries.incident(session, incident_id)
         if incident is None:
             _error(f"no incident {incident_id}")
             raise typer.Exit(1)
-        data = incident_json(session, incident, ctx.clock.now())
-    if as_json:
-        _print_json(data)
-        return
-    console.print(f"[bold]{data['id']}[/] {data['ca']} — {data['category']} ({data['status']})")
-    console.print(f"notified {data['notified_at']}, deadline {data['notification_deadline']}, "
-                  f"on time: {data['notified_on_time']}", markup=False)
-    for key, value in data["form"].items():
-        console.print(f"  {key}: {value}", markup=False)
-    if data["missing_fields"]:
-        console.print(f"missing: {', '.join(data['missing_fields'])}", markup=False)
-    for e in data["events"]:
-        console.print(f"  {e['at']}  {e['kind']:<24} {e['summary']}", markup=False)
+        if with_raw:
+            assert output is not None
+            count = write_archive(session, ctx, incident, fmt, output)
+            err.print(f"{output}: {incident.id} dossier ({fmt}) with {count} raw message(s) "
+                      "and MANIFEST.sha256", markup=False, highlight=False)
+        elif output is None:
+            write_format(session, ctx, incident, fmt, sys.stdout)
+            sys.stdout.flush()
+        else:
+            with output.open("w", encoding="utf-8", newline="") as fh:
+                write_format(session, ctx, incident, fmt, fh)
 
 
 @app.command()
@@ -213,17 +261,18 @@ def reprocess(incoming_id: Annotated[int | None, typer.Argument(metavar="ID")] =
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Health of the queues; exits 1 when something needs a person."""
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+           = False) -> None:
+    """Health of the queues and workers; exits 1 when something needs a person."""
     from bot.health import health
+    from bot.textviews import print_health
 
     ctx = _context()
     data = health(ctx)
     if as_json:
         _print_json(data)
     else:
-        for key, value in data.items():
-            console.print(f"{key}: {value}", markup=False)
+        print_health(console, data, ctx.config.bot.timezone)
     if data["needs_attention"]:
         raise typer.Exit(1)
 
@@ -248,19 +297,37 @@ def quarantine(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 
 @app.command("check-config")
 def check_config() -> None:
-    """Load the configuration and every file it names; say what is wrong."""
-    ctx = _context()
-    trust = ctx.trust
-    console.print(f"configuration {ctx.config.path} is valid", markup=False)
-    console.print(f"  intake address {ctx.config.bot.address}, ruleset "
-                  f"{ctx.config.bot.ruleset.name}, storage {ctx.config.storage_url}",
-                  markup=False)
-    for ca in ctx.config.cas:
+    """Load the configuration, read every file it names, reach the relay and IMAP server.
+
+    Exits 2 when the configuration itself does not load, 1 when something it
+    points at is wrong (a certificate, a key, the database, the relay, IMAP).
+    """
+    from bot.checkconfig import check_world
+
+    config = _config()
+    findings = check_world(config, SystemClock().now())
+    try:
+        open_database(config.storage_url).dispose()
+        findings.ok.append(f"database {config.storage_url}")
+    except Exception as exc:  # an unreachable or too-new database is a finding like any other
+        findings.problems.append(f"database {config.storage_url}: {exc}")
+    console.print(f"configuration {config.path}: intake address {config.bot.address}, "
+                  f"ruleset {config.bot.ruleset.name}, outgoing {config.outgoing.mode}, "
+                  f"IMAP {'on' if config.imap.enabled else 'off'}", markup=False)
+    for ca in config.cas:
         console.print(f"  CA {ca.name}: {len(ca.contacts)} contact(s), "
-                      f"{len(trust.ca_anchors.get(ca.name, ()))} S/MIME anchor(s), "
-                      f"{len(trust.roots.get(ca.name, ()))} root(s)", markup=False)
-    console.print(f"  staff: {len(ctx.config.staff.addresses)} address(es), auth "
-                  f"{ctx.config.staff.auth}", markup=False)
+                      f"{len(ca.smime_anchors)} S/MIME anchor file(s), {len(ca.roots)} root "
+                      "file(s)", markup=False)
+    console.print(f"  staff: {len(config.staff.addresses)} address(es), auth "
+                  f"{config.staff.auth}", markup=False)
+    for line in findings.ok:
+        console.print(f"  ok: {line}", markup=False, highlight=False)
+    for line in findings.problems:
+        _error(line)
+    if findings.problems:
+        console.print(f"{len(findings.problems)} problem(s)", markup=False)
+        raise typer.Exit(1)
+    console.print("configuration is valid", markup=False)
 
 
 def main() -> None:

@@ -1,13 +1,38 @@
-"""`rootnotify status`: the health of the queues, and whether a person is needed."""
+"""`rootnotify status`: the health of the queues, and whether a person is needed.
+
+"Needs attention" means the bot itself needs a person (something is stuck,
+parked or failed), so `status` can feed a monitor. Overdue deadlines are
+reported too, but they are the CAs' lateness, escalated to staff by mail;
+they turn the monitor red only when the scheduler that escalates them is not
+running.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.clock import as_utc, iso
 from bot.context import Context
 from storage import queries
 from storage.models import STATE_FAILED, STATE_PARKED, STATE_STORED
+
+# `serve` processes a stored message within seconds; one waiting this long
+# means no pipeline is running (or it is stuck).
+STUCK_BACKLOG = timedelta(minutes=15)
+# `serve` hands queued mail to the relay within 5 s; retries back off up to 1 h,
+# so a mail still queued after 30 min means the relay has been failing for a while.
+STUCK_OUTBOX = timedelta(minutes=30)
+# The scheduler runs every `[scheduler] interval` seconds; this many missed
+# runs (and at least STALE_SCHEDULER_MIN) means it is not running.
+STALE_SCHEDULER_RUNS = 10
+STALE_SCHEDULER_MIN = timedelta(minutes=15)
+# Problem messages listed in full; the counts say how many more there are.
+PROBLEMS_SHOWN = 20
+
+
+def _age(now: datetime, at: datetime | None) -> int | None:
+    return int((now - as_utc(at)).total_seconds()) if at is not None else None
 
 
 def health(ctx: Context) -> dict[str, Any]:
@@ -16,40 +41,67 @@ def health(ctx: Context) -> dict[str, Any]:
         states = queries.message_state_counts(session)
         depth, oldest_out = queries.outbox_depth(session)
         oldest_in = queries.oldest_unprocessed(session)
-        overdue = queries.overdue_deadlines(session, now)
+        overdue = [{"incident": d.incident_id, "kind": d.kind, "due_at": iso(d.due_at),
+                    "rule": d.rule} for d in queries.overdue_deadlines(session, now)]
+        open_deadlines = queries.open_deadline_count(session)
         quarantined = len(queries.quarantined(session))
         last = queries.last_received(session)
         out_states = queries.outbound_status_counts(session)
         imap_rows = queries.imap_states(session)
         scheduler_last = queries.meta(session, "scheduler_last_run")
+        problems = [{"id": m.id, "state": m.state, "attempts": m.attempts,
+                     "last_error": m.last_error, "message_id": m.message_id,
+                     "received_at": iso(m.received_at)}
+                    for m in queries.problem_messages(session)[:PROBLEMS_SHOWN]]
     backlog = states.get(STATE_STORED, 0) + states.get(STATE_FAILED, 0)
     imap = {r.folder: {"last_success_at": iso(r.last_success_at), "last_error": r.last_error,
+                       "last_poll_at": iso(r.last_poll_at),
                        "uidvalidity": r.uidvalidity, "last_uid": r.last_uid}
             for r in imap_rows}
-    imap_stale = bool(ctx.config.imap.enabled and any(
-        r.last_success_at is None
-        or (now - as_utc(r.last_success_at)).total_seconds() > ctx.config.imap.alert_after
-        for r in imap_rows))
+    successes = [as_utc(r.last_success_at) for r in imap_rows if r.last_success_at]
+    last_imap = max(successes) if successes else None
+
     needs = []
     if states.get(STATE_PARKED):
-        needs.append(f"{states[STATE_PARKED]} parked message(s)")
+        needs.append(f"{states[STATE_PARKED]} parked message(s): see `rootnotify reprocess`")
     if out_states.get("failed"):
-        needs.append(f"{out_states['failed']} outgoing mail(s) failed")
-    if imap_stale:
+        needs.append(f"{out_states['failed']} outgoing mail(s) failed for good")
+    if oldest_in is not None and now - as_utc(oldest_in) > STUCK_BACKLOG:
+        needs.append(f"oldest unprocessed message waiting {_age(now, oldest_in)} s: "
+                     "is `rootnotify serve` running?")
+    if oldest_out is not None and now - as_utc(oldest_out) > STUCK_OUTBOX:
+        needs.append(f"oldest queued mail waiting {_age(now, oldest_out)} s: is the relay up?")
+    if ctx.config.imap.enabled and (
+            last_imap is None
+            or (now - last_imap).total_seconds() > ctx.config.imap.alert_after):
         needs.append("no successful IMAP poll recently")
+    stale_after = max(STALE_SCHEDULER_MIN,
+                      timedelta(seconds=ctx.config.scheduler.interval * STALE_SCHEDULER_RUNS))
+    scheduler_age = _age(now, datetime.fromisoformat(scheduler_last)) if scheduler_last else None
+    if open_deadlines and (scheduler_age is None or scheduler_age > stale_after.total_seconds()):
+        needs.append(f"{open_deadlines} open deadline(s) but the scheduler "
+                     + ("has never run" if scheduler_age is None
+                        else f"last ran {scheduler_age} s ago"))
     return {
         "messages": states,
         "backlog": backlog,
         "oldest_unprocessed_at": iso(oldest_in),
-        "oldest_unprocessed_age_seconds":
-            int((now - oldest_in).total_seconds()) if oldest_in else None,
+        "oldest_unprocessed_age_seconds": _age(now, oldest_in),
         "failed": states.get(STATE_FAILED, 0),
         "parked": states.get(STATE_PARKED, 0),
+        "problem_messages": problems,
         "quarantined": quarantined,
         "last_received": {k: iso(v) for k, v in last.items()},
-        "outbox": {"queued": depth, "oldest_queued_at": iso(oldest_out), **out_states},
+        "outbox": {"queued": depth, "oldest_queued_at": iso(oldest_out),
+                   "oldest_queued_age_seconds": _age(now, oldest_out), **out_states},
+        "open_deadlines": open_deadlines,
         "overdue_deadlines": len(overdue),
+        "overdue": overdue,
+        "imap_enabled": ctx.config.imap.enabled,
+        "last_imap_success_at": iso(last_imap),
         "imap": imap,
         "scheduler_last_run": scheduler_last,
+        "scheduler_last_run_age_seconds": scheduler_age,
+        "checked_at": iso(now),
         "needs_attention": needs,
     }

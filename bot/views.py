@@ -1,29 +1,48 @@
-"""Incidents as the contract's JSON: `incidents --json` rows and `show ID --json`."""
+"""Incidents as the contract's JSON: `incidents --json` rows and `show ID --json`.
+
+The contract's fields (DESIGN.md, "Details of the contract") keep their names
+and types; everything else here is added beside them for people and exports.
+Times are ISO 8601 in UTC; the human views convert to the configured zone.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
+from contextlib import suppress
 from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from typing import Any
 
 from sqlmodel import Session
 
-from bot.clock import iso
+from bot.clock import as_utc, iso
 from bot.rules.rulesets import get_ruleset
 from storage import queries
-from storage.models import Incident
+from storage.models import DL_OPEN, Event, FormValue, InboundMessage, Incident, OutboundMessage
 
 
 def incident_row(session: Session, incident: Incident, now: datetime) -> dict[str, Any]:
+    open_deadlines = [d for d in queries.deadlines(session, incident.id) if d.state == DL_OPEN]
+    nxt = min(open_deadlines, key=lambda d: as_utc(d.due_at), default=None)
     return {
         "id": incident.id,
         "ca": incident.ca,
         "status": incident.status,
         "category": incident.category,
+        "ruleset": incident.ruleset,
+        "opened_at": iso(incident.created_at),
         "notified_at": iso(incident.notified_at),
+        "notification_deadline": iso(incident.notification_deadline),
         "notified_on_time": incident.notified_on_time,
-        "next_due_at": iso(queries.next_due(session, incident.id)),
-        "overdue": queries.overdue_count(session, incident.id, now),
+        "late_by_seconds": incident.late_by_seconds,
+        "next_due_at": iso(nxt.due_at) if nxt else None,
+        "next_due_kind": nxt.kind if nxt else None,
+        "open_deadlines": len(open_deadlines),
+        "overdue": sum(1 for d in open_deadlines if as_utc(d.due_at) <= now),
+        "closed_at": iso(incident.closed_at),
     }
 
 
@@ -42,7 +61,59 @@ def _final_report(session: Session, incident: Incident) -> dict[str, Any]:
         "received": bool(reports),
         "present": [k for k in keys if k in present],
         "missing": [k for k in keys if k not in present],
+        "reports": [{"received_at": iso(r.received_at), "inbound_id": r.inbound_id}
+                    for r in reports],
     }
+
+
+def outbound_smime(data: bytes) -> str:
+    """Our own mail is signed by our key when `[outgoing] signing_key` is set, else unsigned."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(data[:16384])
+    content_type = (headers.get("Content-Type") or "").lower()
+    signed = "multipart/signed" in content_type or "signed-data" in content_type
+    return "valid" if signed else "unsigned"
+
+
+def _inbound_message(m: InboundMessage) -> dict[str, Any]:
+    return {"message_id": m.message_id, "direction": "in", "kind": m.kind or "other",
+            "smime": m.smime, "status": m.state, "at": iso(m.received_at),
+            "id": m.id, "channel": m.channel, "from": m.from_address, "subject": m.subject,
+            "smime_reason": m.smime_reason, "date_header": iso(m.date_header),
+            "sha256": m.sha256, "size": m.size, "note": m.note, "last_error": m.last_error}
+
+
+def _outbound_message(o: OutboundMessage) -> dict[str, Any]:
+    return {"message_id": o.message_id, "direction": "out", "kind": o.kind,
+            "smime": outbound_smime(o.data), "status": o.status, "at": iso(o.created_at),
+            "id": o.id, "sent_at": iso(o.sent_at), "to": o.recipients.split(","),
+            "subject": o.subject, "sha256": hashlib.sha256(o.data).hexdigest(),
+            "size": len(o.data), "in_reply_to_inbound": o.inbound_id,
+            "last_error": o.last_error}
+
+
+def _event(e: Event, inbound: dict[int, InboundMessage],
+           outbound: dict[int, OutboundMessage]) -> dict[str, Any]:
+    cause_in = inbound.get(e.inbound_id) if e.inbound_id is not None else None
+    cause_out = outbound.get(e.outbound_id) if e.outbound_id is not None else None
+    try:
+        data = json.loads(e.data) if e.data else None
+    except ValueError:  # an event's details are informative; a bad one must not hide the rest
+        data = e.data
+    return {
+        "at": iso(e.at), "kind": e.kind, "summary": e.summary, "rule": e.rule,
+        "command": e.command,
+        "inbound_id": e.inbound_id,
+        "message_id": cause_in.message_id if cause_in else (
+            cause_out.message_id if cause_out else None),
+        "smime": cause_in.smime if cause_in else None,
+        "outbound_id": e.outbound_id,
+        "data": data,
+    }
+
+
+def incident_at(values: Sequence[FormValue], key: str) -> datetime | None:
+    current = [v for v in values if v.key == key and v.current]
+    return current[-1].at_value if current else None
 
 
 def incident_json(session: Session, incident: Incident, now: datetime) -> dict[str, Any]:
@@ -50,18 +121,24 @@ def incident_json(session: Session, incident: Incident, now: datetime) -> dict[s
     form = {v.key: v.value for v in values if v.current}
     ruleset = get_ruleset(incident.ruleset)
     certs, domains = queries.certificate_counts(session, incident.id)
-    rejected = sum(int(json.loads(e.data or "{}").get("rejected", 0))
-                   for e in queries.events(session, incident.id) if e.kind == "certificate-list")
-    messages = []
-    for m in queries.inbound_for(session, incident.id):
-        messages.append({"message_id": m.message_id, "direction": "in", "kind": m.kind,
-                         "smime": m.smime, "status": m.state, "at": iso(m.received_at),
-                         "from": m.from_address, "subject": m.subject})
-    for o in queries.outbound_for(session, incident.id):
-        messages.append({"message_id": o.message_id, "direction": "out", "kind": o.kind,
-                         "smime": None, "status": o.status, "at": iso(o.created_at),
-                         "sent_at": iso(o.sent_at), "to": o.recipients.split(","),
-                         "subject": o.subject})
+    events = queries.events(session, incident.id)
+    rejected = 0
+    for e in events:
+        if e.kind == "certificate-list" and e.data:
+            # A malformed detail must not break the whole view.
+            with suppress(ValueError, TypeError, AttributeError):
+                rejected += int(json.loads(e.data).get("rejected", 0))
+    inbound_rows = queries.inbound_for(session, incident.id)
+    outbound_rows = queries.outbound_for(session, incident.id)
+    inbound = {m.id: m for m in inbound_rows if m.id is not None}
+    inbound.update(queries.inbound_by_ids(
+        session, [i for i in (e.inbound_id for e in events) if i is not None and i not in inbound]))
+    outbound = {o.id: o for o in outbound_rows if o.id is not None}
+    deadlines = queries.deadlines(session, incident.id)
+    satisfied_by = queries.inbound_by_ids(
+        session, [d.satisfied_by for d in deadlines if d.satisfied_by is not None])
+    messages = [_inbound_message(m) for m in inbound_rows]
+    messages += [_outbound_message(o) for o in outbound_rows]
     messages.sort(key=lambda m: m["at"] or "")
     return {
         "id": incident.id,
@@ -69,42 +146,49 @@ def incident_json(session: Session, incident: Incident, now: datetime) -> dict[s
         "status": incident.status,
         "category": incident.category,
         "ruleset": incident.ruleset,
-        "incident_at": iso(incident_at(values, "incident_at")),
-        "discovered_at": iso(incident_at(values, "discovered_at")),
+        "incident_at": iso(incident_at(values, "incident_at") or incident.incident_at),
+        "discovered_at": iso(incident_at(values, "discovered_at") or incident.discovered_at),
         "notified_at": iso(incident.notified_at),
         "notification_deadline": iso(incident.notification_deadline),
         "notified_on_time": incident.notified_on_time,
         "late_by_seconds": incident.late_by_seconds,
+        "opened_at": iso(incident.created_at),
+        "closed_at": iso(incident.closed_at),
         "exceptional": incident.exceptional,
         "reports_mode": incident.reports_mode,
         "form_source": incident.form_source,
+        "thread_message_id": incident.thread_message_id,
         "form": form,
         "form_history": [
             {"key": v.key, "value": v.value, "recorded_at": iso(v.recorded_at),
-             "current": v.current, "note": v.note} for v in values],
+             "current": v.current, "note": v.note, "inbound_id": v.inbound_id,
+             "message_id": inbound[v.inbound_id].message_id
+             if v.inbound_id in inbound else None}
+            for v in values],
         "missing_fields": [k for k in ruleset.required_fields if k not in form],
         "deadlines": [
             {"kind": d.kind, "due_at": iso(d.due_at), "state": d.state, "rule": d.rule,
-             "text": d.text, "satisfied_at": iso(d.satisfied_at)}
-            for d in queries.deadlines(session, incident.id)],
+             "id": d.id, "text": d.text, "created_at": iso(d.created_at),
+             "requested_by": d.requested_by, "interval_seconds": d.interval_seconds,
+             "satisfied_at": iso(d.satisfied_at),
+             "satisfied_by": satisfied_by[d.satisfied_by].message_id
+             if d.satisfied_by in satisfied_by else None,
+             "reminders_sent": d.reminders_sent,
+             "overdue": d.state == DL_OPEN and as_utc(d.due_at) <= now}
+            for d in deadlines],
         "certificates": {"count": certs, "unique_domains": domains, "rejected": rejected},
         "final_report": _final_report(session, incident),
         "notices": [
             {"action": n.action, "target": n.target, "effective_at": iso(n.effective_at),
              "exceptional": n.exceptional, "sent_at": iso(n.sent_at),
-             "message_id": n.message_id, "recipients": n.recipients.split(",")}
+             "message_id": n.message_id, "target_sha256": n.target_sha256,
+             "recipients": [r for r in n.recipients.split(",") if r]}
             for n in queries.notices(session, incident.id)],
         "proposals": [
-            {"received_at": iso(p.received_at), "state": p.state, "summary": p.summary}
+            {"received_at": iso(p.received_at), "state": p.state, "summary": p.summary,
+             "message_id": inbound[p.inbound_id].message_id
+             if p.inbound_id in inbound else None}
             for p in queries.proposals(session, incident.id)],
         "messages": messages,
-        "events": [
-            {"at": iso(e.at), "kind": e.kind, "summary": e.summary, "rule": e.rule,
-             "command": e.command}
-            for e in queries.events(session, incident.id)],
+        "events": [_event(e, inbound, outbound) for e in events],
     }
-
-
-def incident_at(values: Any, key: str) -> datetime | None:
-    current = [v for v in values if v.key == key and v.current]
-    return current[-1].at_value if current else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from sqlmodel import Session, col, func, select
@@ -26,6 +26,7 @@ from storage.models import (
     Notice,
     OutboundMessage,
     Proposal,
+    RawMessage,
 )
 
 
@@ -153,3 +154,47 @@ def meta(session: Session, key: str) -> str | None:
 
 def imap_states(session: Session) -> Sequence[ImapState]:
     return session.exec(select(ImapState)).all()
+
+
+def inbound_by_ids(session: Session, ids: Iterable[int]) -> dict[int, InboundMessage]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = session.exec(select(InboundMessage).where(col(InboundMessage.id).in_(wanted))).all()
+    return {row.id: row for row in rows if row.id is not None}
+
+
+def outbound_by_ids(session: Session, ids: Iterable[int]) -> dict[int, OutboundMessage]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = session.exec(select(OutboundMessage)
+                        .where(col(OutboundMessage.id).in_(wanted))).all()
+    return {row.id: row for row in rows if row.id is not None}
+
+
+# Rows fetched per round trip when streaming an incident's certificates: an
+# incident can have millions, and the export must not hold them all at once.
+STREAM_BATCH = 1000
+
+
+def certificates_of(session: Session, incident_id: str) -> Iterator[Certificate]:
+    yield from session.exec(select(Certificate).where(Certificate.incident_id == incident_id)
+                            .order_by(col(Certificate.id))
+                            .execution_options(yield_per=STREAM_BATCH))
+
+
+def domains_of(session: Session, incident_id: str) -> Iterator[str]:
+    yield from session.exec(select(Domain.name).where(Domain.incident_id == incident_id)
+                            .order_by(col(Domain.name))
+                            .execution_options(yield_per=STREAM_BATCH))
+
+
+def open_deadline_count(session: Session) -> int:
+    return session.exec(select(func.count()).select_from(Deadline)
+                        .where(Deadline.state == DL_OPEN)).one()
+
+
+def raw_inbound(session: Session, inbound_id: int) -> bytes | None:
+    row = session.get(RawMessage, inbound_id)
+    return bytes(row.data) if row is not None else None

@@ -1,0 +1,180 @@
+"""`rootnotify check-config`: try everything the configuration names, and list what fails.
+
+Loading the configuration stops at its first wrong key (`bot.config`); this
+goes on from there and checks the world the configuration points at: every
+certificate and key file, the database, the data folder, the relay (EHLO and
+QUIT) and the IMAP login, collecting every problem rather than the first.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import smtplib
+import ssl
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from bot.config import Config
+from bot.errors import ConfigError
+from bot.trust import load_certificate_file
+
+# Long enough for a relay or IMAP server across a WAN; a check-config that
+# hangs longer than this is worse than one that says "no answer".
+NETWORK_TIMEOUT_SECONDS = 10
+
+
+@dataclass
+class Findings:
+    ok: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def check(self, what: str, test: Callable[[], str | None]) -> None:
+        """Run one check; its return value (if any) is detail for the OK line."""
+        try:
+            detail = test()
+        except Exception as exc:  # every failure is a finding, never a traceback
+            self.problems.append(f"{what}: {exc}")
+        else:
+            self.ok.append(f"{what}" + (f": {detail}" if detail else ""))
+
+
+def _certificates(path: Path, now: datetime) -> str:
+    certs = load_certificate_file(path)
+    expired = [c for c in certs if c.not_valid_after_utc < now]
+    if expired:
+        raise ConfigError(f"{path}: {len(expired)} of {len(certs)} certificate(s) expired "
+                          f"(first: {expired[0].subject.rfc4514_string()})")
+    return f"{len(certs)} certificate(s)"
+
+
+def _private_key(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except ValueError:
+        try:
+            key = serialization.load_der_private_key(data, password=None)
+        except ValueError:
+            raise ConfigError(f"{path}: no unencrypted private key could be read "
+                              "(PEM or DER)") from None
+    return type(key).__name__.lstrip("_")
+
+
+def _key_matches(key_path: Path, cert_path: Path) -> str:
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    cert = load_certificate_file(cert_path)[0]
+    der = serialization.Encoding.DER
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(der, spki) != cert.public_key().public_bytes(der, spki):
+        raise ConfigError(f"{key_path} is not the key of {cert_path}")
+    return "key and certificate match"
+
+
+def _relay(config: Config) -> str:
+    out = config.outgoing
+    with smtplib.SMTP(out.host, out.port, local_hostname=config.smtp.hostname,
+                      timeout=NETWORK_TIMEOUT_SECONDS) as smtp:
+        code, banner = smtp.ehlo()
+        if code != 250:
+            raise ConfigError(f"EHLO answered {code} {banner.decode(errors='replace')}")
+        if out.starttls:
+            smtp.starttls()
+            smtp.ehlo()
+        if out.username:
+            smtp.login(out.username, out.password or "")
+    return f"{out.host}:{out.port} answers EHLO"
+
+
+def _imap(config: Config) -> str:
+    # TODO(imap): call bot.intake.imap's own login check (same TLS and folder
+    # handling as the poller) once that module offers one; until then this
+    # checks the same host, TLS mode, credentials and folder with imaplib.
+    try:
+        from bot.intake import imap as poller  # type: ignore[attr-defined]
+    except ImportError:
+        poller = None
+    check = getattr(poller, "check_login", None)
+    if callable(check):
+        result = check(config)
+        return str(result) if result else "login ok"
+    im = config.imap
+    context = ssl.create_default_context(cafile=str(im.ca_file) if im.ca_file else None)
+    client: imaplib.IMAP4
+    if im.ssl:
+        client = imaplib.IMAP4_SSL(im.host, im.port, ssl_context=context,
+                                   timeout=NETWORK_TIMEOUT_SECONDS)
+    else:
+        client = imaplib.IMAP4(im.host, im.port, timeout=NETWORK_TIMEOUT_SECONDS)
+        if im.starttls:
+            client.starttls(ssl_context=context)
+    try:
+        client.login(im.username, im.password or "")
+        kind, _ = client.select(im.folder, readonly=True)
+        if kind != "OK":
+            raise ConfigError(f"folder {im.folder!r} cannot be selected")
+    finally:
+        # The check's verdict is already known; a failed goodbye changes nothing.
+        with suppress(imaplib.IMAP4.error, OSError):
+            client.logout()
+    return f"{im.username}@{im.host}:{im.port} logged in, {im.folder} selectable"
+
+
+def _writable(path: Path) -> str:
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"{path} is not writable")
+    return str(path)
+
+
+def _folder(path: Path | None) -> str:
+    if path is None or not path.is_dir():
+        raise ConfigError(f"{path} is not a folder")
+    return str(path)
+
+
+def check_world(config: Config, now: datetime) -> Findings:
+    f = Findings()
+    f.check("data_dir", lambda: _writable(config.bot.data_dir))
+    if config.bot.templates_dir is not None:
+        f.check("[bot] templates_dir", lambda: _folder(config.bot.templates_dir))
+    for path in config.staff.certificates:
+        f.check(f"[staff] certificate {path}", lambda p=path: _certificates(p, now))
+    if config.staff.auth == "smime" and not config.staff.certificates:
+        f.problems.append("[staff] auth is smime but no certificates are configured: "
+                          "no staff command will ever count")
+    for ca in config.cas:
+        for path in ca.smime_anchors:
+            f.check(f"[[ca]] {ca.name} anchor {path}", lambda p=path: _certificates(p, now))
+        for path in ca.roots:
+            f.check(f"[[ca]] {ca.name} root {path}", lambda p=path: _certificates(p, now))
+    out = config.outgoing
+    for name in ("signing", "decryption"):
+        key, cert = getattr(out, f"{name}_key"), getattr(out, f"{name}_certificate")
+        if key is not None:
+            f.check(f"[outgoing] {name}_key {key}", lambda k=key: _private_key(k))
+        if cert is not None:
+            f.check(f"[outgoing] {name}_certificate {cert}", lambda c=cert: _certificates(c, now))
+        if (key is None) != (cert is None):
+            f.problems.append(f"[outgoing] {name}_key and {name}_certificate go together")
+        elif key is not None and cert is not None:
+            f.check(f"[outgoing] {name} pair", lambda k=key, c=cert: _key_matches(k, c))
+    sm = config.smtp
+    if sm.tls_certificate is not None:
+        f.check(f"[smtp] tls_certificate {sm.tls_certificate}",
+                lambda: _certificates(sm.tls_certificate, now))  # type: ignore[arg-type]
+    if sm.tls_key is not None:
+        f.check(f"[smtp] tls_key {sm.tls_key}",
+                lambda: _private_key(sm.tls_key))  # type: ignore[arg-type]
+    if (sm.tls_certificate is None) != (sm.tls_key is None):
+        f.problems.append("[smtp] tls_certificate and tls_key go together")
+    if out.mode == "smtp":
+        f.check("[outgoing] relay", lambda: _relay(config))
+    if config.imap.enabled:
+        f.check("[imap] server", lambda: _imap(config))
+    return f
