@@ -1,0 +1,487 @@
+"""The IMAP poller: take new mail from one folder, store it durably, then move it aside.
+
+The order of one batch is what makes intake exactly-once:
+
+1. fetch the next UIDs above the stored `last_uid` with `BODY.PEEK[]` (never
+   setting \\Seen), in batches of `batch_size` and at most
+   `BATCH_MAX_BYTES`, so a 10,000-message folder never sits in memory;
+2. store each message in the raw store and commit (duplicates, by Message-ID
+   and body hash, are recognised there, across SMTP and IMAP);
+3. move the batch to `processed_folder` (MOVE, else COPY + \\Deleted + UID
+   EXPUNGE of exactly those UIDs), creating the folder if missing;
+4. record the highest UID moved, with UIDVALIDITY, in `ImapState`.
+
+A crash or a dropped connection between any two steps leaves the messages
+either still in the folder (fetched again, recognised as duplicates, moved)
+or already moved (gone from the folder, so never fetched again): nothing is
+lost and nothing is processed twice. A changed UIDVALIDITY (the folder was
+recreated) resets `last_uid` to 0: everything still there is fetched again,
+and the dedup key keeps that safe. Mail is never deleted except by the move.
+
+All imapclient work runs in one dedicated thread; the event loop only starts
+and stops it. IDLE waits in short `idle_check` slices so that `stop` is seen
+within about a second, and is renewed well before the server's timeout.
+Failures back off exponentially up to a cap, log one line each, record
+`last_error`, and alert staff once when no poll has succeeded for
+`alert_after` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import imaplib
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from imapclient import IMAPClient
+from imapclient.exceptions import LoginError
+
+from bot.clock import Clock, as_utc
+from bot.config import Config, ImapConfig
+from bot.errors import ConfigError, RootnotifyError
+from storage.db import Database
+from storage.models import ImapState
+from storage.rawstore import Arrival, store
+
+log = logging.getLogger("rootnotify.intake.imap")
+
+# A command the server does not answer within this long means a dead
+# connection: the "fetch that silently hangs for hours" users complain of.
+SOCKET_TIMEOUT_SECONDS = 60.0
+# RFC 2177: servers may drop an IDLE after 30 minutes (Dovecot, Exchange: 29),
+# and NAT boxes forget silent connections sooner; renewing every 5 minutes
+# keeps the connection alive and doubles as a periodic full check.
+IDLE_RENEW_SECONDS = 5 * 60
+# One idle_check slice: how long `stop` can go unnoticed while idling.
+IDLE_CHECK_SECONDS = 1.0
+# Backoff after a failure: 1 s, 2 s, 4 s … capped at 5 minutes, so a long
+# outage costs one attempt (and one log line) every 5 minutes.
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 300.0
+# A batch also stops growing at this many bytes (sizes come from RFC822.SIZE
+# first), so 50 large attachments are not held in memory at once. A single
+# larger message is fetched alone.
+BATCH_MAX_BYTES = 32 * 1024 * 1024
+# How long `stop` waits for the poller thread before cutting its socket
+# (a command in flight against a silent server would otherwise hold shutdown
+# for up to SOCKET_TIMEOUT_SECONDS).
+STOP_GRACE_SECONDS = 3.0
+DELETED = b"\\Deleted"
+
+
+class ImapUnavailable(RootnotifyError):
+    """The server could not be reached, or refused TLS, or is failing: try again later."""
+
+
+class ImapLoginRefused(ConfigError):
+    """The server refused the configured user name and password: a person must fix them."""
+
+
+@dataclass(frozen=True)
+class LoginCheck:
+    """What `check_login` found, for `check-config` to print."""
+
+    server: str
+    idle: bool
+    move: bool
+    folder_exists: bool
+    messages: int
+
+
+def _peer(cfg: ImapConfig) -> str:
+    return f"imap {cfg.username}@{cfg.host}:{cfg.port}"
+
+
+def _tls_context(cfg: ImapConfig) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+
+
+def connect(cfg: ImapConfig) -> IMAPClient:
+    """A logged-in client: TLS on connect or STARTTLS, then LOGIN.
+
+    Raises ImapLoginRefused when the server says no to the credentials, and
+    ImapUnavailable for everything that may heal by itself (no route,
+    refused connection, TLS failure, "[UNAVAILABLE]" from the server).
+    """
+    peer = _peer(cfg)
+    client: IMAPClient | None = None
+    try:
+        client = IMAPClient(cfg.host, port=cfg.port, ssl=cfg.ssl,
+                            ssl_context=_tls_context(cfg) if cfg.ssl else None,
+                            timeout=SOCKET_TIMEOUT_SECONDS)
+        if cfg.starttls and not cfg.ssl:
+            client.starttls(_tls_context(cfg))
+        client.normalise_times = False  # INTERNALDATE with its offset, not local naive time
+        client.login(cfg.username, cfg.password or "")
+        return client
+    except LoginError as exc:
+        _close(client)
+        text = _text(exc)
+        if "[UNAVAILABLE]" in text.upper():
+            raise ImapUnavailable(f"{peer}: server temporarily unavailable: {text}") from exc
+        raise ImapLoginRefused(f"{peer}: login refused: {text} (check [imap] username and "
+                               f"the password in ${cfg.password_env})") from exc
+    except ssl.SSLError as exc:
+        _close(client)
+        raise ImapUnavailable(f"{peer}: TLS failed: {exc}") from exc
+    except (OSError, imaplib.IMAP4.error) as exc:
+        _close(client)
+        raise ImapUnavailable(f"{peer}: {_describe(exc)}") from exc
+
+
+def check_login(cfg: ImapConfig) -> LoginCheck:
+    """Connect, log in and look at the watched folder; for `serve` start and `check-config`."""
+    client = connect(cfg)
+    try:
+        exists = client.folder_exists(cfg.folder)
+        count = int(client.folder_status(cfg.folder, [b"MESSAGES"])[b"MESSAGES"]) if exists else 0
+        return LoginCheck(server=f"{cfg.host}:{cfg.port}", idle=client.has_capability("IDLE"),
+                          move=client.has_capability("MOVE"), folder_exists=exists,
+                          messages=count)
+    finally:
+        _logout(client)
+
+
+def check_at_start(cfg: ImapConfig) -> None:
+    """`serve` start: wrong credentials stop it; an unreachable server only warns.
+
+    A mail server that is down for maintenance must not keep SMTP intake from
+    starting; the poller keeps trying and alerts staff if it lasts.
+    """
+    try:
+        found = check_login(cfg)
+    except ImapUnavailable as exc:
+        log.warning("%s; the poller keeps trying", exc)
+        return
+    if not found.folder_exists:
+        log.warning("%s: folder %r does not exist (yet)", _peer(cfg), cfg.folder)
+
+
+class ImapPoller:
+    """Polls (or IDLEs on) one folder until stopped; see the module docstring."""
+
+    def __init__(self, config: Config, db: Database, clock: Clock,
+                 on_stored: Callable[[], None] = lambda: None) -> None:
+        self.config = config
+        self.cfg = config.imap
+        if self.cfg.processed_folder == self.cfg.folder:
+            raise ConfigError(f"{config.path}: [imap] processed_folder must differ from folder")
+        self.db = db
+        self.clock = clock
+        self.on_stored = on_stored
+        self.peer = _peer(self.cfg)
+        self.use_move: bool | None = None  # None: as the server's capabilities say
+        self.stored = 0  # newly stored messages, for tests and the benchmark
+        self.duplicates = 0
+        self.moved = 0
+        self.failures = 0  # consecutive, since the last successful connection
+        self.backoff_first = BACKOFF_FIRST_SECONDS
+        self.backoff_max = BACKOFF_MAX_SECONDS
+        self._client: IMAPClient | None = None
+        self._alerted = False
+        self._failing_since: datetime | None = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Run the poller thread until `stopping` is set; then stop it promptly."""
+        stop = threading.Event()
+        done: Future[None] = Future()
+
+        def main() -> None:
+            try:
+                self.run_blocking(stop)
+                done.set_result(None)
+            except BaseException as exc:  # surfaced to the awaiting task
+                done.set_exception(exc)
+
+        threading.Thread(target=main, name="imap-poller", daemon=True).start()
+        worker = asyncio.wrap_future(done)
+        waiter = asyncio.ensure_future(stopping.wait())
+        await asyncio.wait({worker, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        waiter.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(worker), STOP_GRACE_SECONDS)
+        except TimeoutError:
+            log.warning("%s: still busy at stop; closing its connection", self.peer)
+            self._interrupt()
+            await worker
+
+    def run_blocking(self, stop: threading.Event) -> None:
+        """Connect, take mail in, wait for more; on failure back off and reconnect."""
+        while not stop.is_set():
+            try:
+                self._client = connect(self.cfg)
+                self._connected(self._client, stop)
+            except Exception as exc:  # every failure is logged, recorded and retried
+                if stop.is_set():
+                    break
+                self.failures += 1
+                delay = min(self.backoff_first * 2 ** (self.failures - 1), self.backoff_max)
+                self._record_failure(exc, self.failures, delay)
+                stop.wait(delay)
+            finally:
+                _logout(self._client)
+                self._client = None
+
+    def _interrupt(self) -> None:
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(OSError):  # already closed: nothing to interrupt
+                client.socket().shutdown(socket.SHUT_RDWR)
+
+    def _connected(self, client: IMAPClient, stop: threading.Event) -> None:
+        """One connection's life: take in what is new, then IDLE or sleep, again."""
+        self._ensure_folder(client, self.cfg.processed_folder)
+        idle = self.cfg.idle and client.has_capability("IDLE")
+        log.info("%s: connected; watching %r (%s)", self.peer, self.cfg.folder,
+                 "IDLE" if idle else f"polling every {self.cfg.poll_interval} s")
+        while not stop.is_set():
+            # Until a pass finds nothing: mail that arrived during a pass is
+            # reported by the server with that pass's commands, not at IDLE.
+            if self.poll_once(client, stop) or stop.is_set():
+                continue
+            if idle:
+                self._idle(client, stop)
+            else:
+                stop.wait(self.cfg.poll_interval)
+
+    def _idle(self, client: IMAPClient, stop: threading.Event) -> None:
+        """IDLE until new mail, renewal time, or stop; in short slices so stop is seen."""
+        client.idle()
+        slices = int(IDLE_RENEW_SECONDS / IDLE_CHECK_SECONDS)
+        try:
+            for _ in range(slices):
+                if stop.is_set():
+                    return
+                responses = client.idle_check(timeout=IDLE_CHECK_SECONDS)
+                if any(len(r) > 1 and r[1] == b"EXISTS" for r in responses):
+                    return
+        finally:
+            client.idle_done()
+
+    # -- one pass ---------------------------------------------------------------
+
+    def poll_once(self, client: IMAPClient, stop: threading.Event | None = None) -> int:
+        """Take in everything above `last_uid`, batch by batch; returns how many were taken."""
+        selected = client.select_folder(self.cfg.folder)
+        uidvalidity = int(selected[b"UIDVALIDITY"])
+        last_uid = self._check_uidvalidity(uidvalidity)
+        # "N:*" always matches the highest UID, even below N (RFC 3501 6.4.8).
+        uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
+        taken = 0
+        for batch in self._batches(client, uids):
+            if stop is not None and stop.is_set():
+                break
+            taken += self._take(client, batch, uidvalidity)
+        self._record_success()
+        return taken
+
+    def _batches(self, client: IMAPClient, uids: Sequence[int]) -> Iterator[list[int]]:
+        size = max(1, self.cfg.batch_size)
+        for start in range(0, len(uids), size):
+            chunk = list(uids[start:start + size])
+            sizes = client.fetch(chunk, [b"RFC822.SIZE"])
+            batch: list[int] = []
+            total = 0
+            for uid in chunk:
+                if uid not in sizes:  # expunged by someone else meanwhile
+                    continue
+                octets = int(sizes[uid].get(b"RFC822.SIZE", 0))
+                if batch and total + octets > BATCH_MAX_BYTES:
+                    yield batch
+                    batch, total = [], 0
+                batch.append(uid)
+                total += octets
+            if batch:
+                yield batch
+
+    def _take(self, client: IMAPClient, uids: list[int], uidvalidity: int) -> int:
+        """Store each message of the batch (committed), move them, record the UID; count taken."""
+        fetched = client.fetch(uids, [b"BODY.PEEK[]", b"INTERNALDATE"])
+        done: list[int] = []
+        for uid in uids:
+            item = fetched.get(uid)
+            if item is None or b"BODY[]" not in item:
+                continue  # expunged meanwhile by another client: not ours to take
+            raw = item[b"BODY[]"]
+            result = store(self.db, Arrival(raw=raw, channel="imap",
+                                            received_at=self._received_at(item)))
+            done.append(uid)
+            if result.duplicate:
+                self.duplicates += 1
+                log.info("%s: UID %d is a duplicate of message %d; moved only",
+                         self.peer, uid, result.id)
+            else:
+                self.stored += 1
+                self.on_stored()
+        if done:
+            self._move(client, done)
+        self._record_uid(uidvalidity, max(uids))
+        return len(done)
+
+    def _received_at(self, item: dict[bytes, object]) -> datetime:
+        when = item.get(b"INTERNALDATE")
+        if isinstance(when, datetime):
+            return as_utc(when) if when.tzinfo else when.replace(tzinfo=UTC)
+        return self.clock.now()
+
+    def _move(self, client: IMAPClient, uids: list[int]) -> None:
+        target = self.cfg.processed_folder
+        use_move = client.has_capability("MOVE") if self.use_move is None else self.use_move
+        try:
+            self._move_to(client, uids, target, use_move)
+        except imaplib.IMAP4.error as exc:
+            if "TRYCREATE" not in _text(exc).upper():
+                raise
+            self._ensure_folder(client, target)  # deleted while we were running
+            self._move_to(client, uids, target, use_move)
+        self.moved += len(uids)
+
+    def _move_to(self, client: IMAPClient, uids: list[int], target: str, use_move: bool) -> None:
+        if use_move:
+            client.move(uids, target)
+            return
+        client.copy(uids, target)
+        client.add_flags(uids, [DELETED], silent=True)
+        if client.has_capability("UIDPLUS"):
+            client.uid_expunge(uids)
+        else:
+            # Without UID EXPUNGE a plain EXPUNGE would also remove mail that
+            # others flagged \Deleted; the copies are safe, so leave these
+            # flagged (last_uid keeps us from taking them again).
+            log.warning("%s: no UIDPLUS; %d message(s) copied and flagged \\Deleted, "
+                        "not expunged", self.peer, len(uids))
+
+    def _ensure_folder(self, client: IMAPClient, folder: str) -> None:
+        if client.folder_exists(folder):
+            return
+        try:
+            client.create_folder(folder)
+            log.info("%s: created folder %r", self.peer, folder)
+        except imaplib.IMAP4.error as exc:
+            if "ALREADYEXISTS" not in _text(exc).upper():
+                raise
+
+    # -- state -----------------------------------------------------------------
+
+    def _state(self, session) -> ImapState:  # type: ignore[no-untyped-def]
+        row = session.get(ImapState, self.cfg.folder)
+        return row if row is not None else ImapState(folder=self.cfg.folder)
+
+    def _check_uidvalidity(self, uidvalidity: int) -> int:
+        """The last UID taken under this UIDVALIDITY; 0 (re-scan) when it changed."""
+        with self.db.write() as session:
+            row = self._state(session)
+            if row.uidvalidity != uidvalidity:
+                if row.uidvalidity is not None:
+                    log.warning("%s: UIDVALIDITY of %r changed from %s to %s; re-scanning the "
+                                "folder (duplicates are recognised)", self.peer, self.cfg.folder,
+                                row.uidvalidity, uidvalidity)
+                row.uidvalidity = uidvalidity
+                row.last_uid = 0
+                session.add(row)
+            return row.last_uid
+
+    def _record_uid(self, uidvalidity: int, uid: int) -> None:
+        now = self.clock.now()
+        with self.db.write() as session:
+            row = self._state(session)
+            if row.uidvalidity == uidvalidity and uid > row.last_uid:
+                row.last_uid = uid
+            # A long first import is progress, not an outage.
+            row.last_poll_at = row.last_success_at = now
+            session.add(row)
+
+    def _record_success(self) -> None:
+        now = self.clock.now()
+        with self.db.write() as session:
+            row = self._state(session)
+            row.last_poll_at = row.last_success_at = now
+            row.last_error = None
+            session.add(row)
+        if self._failing_since is not None:
+            log.info("%s: polling again after failures since %s", self.peer,
+                     self._failing_since.isoformat(timespec="seconds"))
+        self._failing_since = None
+        self._alerted = False
+        self.failures = 0
+
+    def _record_failure(self, exc: BaseException, failures: int, delay: float) -> None:
+        text = _describe(exc)
+        expected = isinstance(exc, RootnotifyError | OSError | imaplib.IMAP4.error)
+        # One line per failure; a traceback only for what we did not foresee.
+        log.warning("%s: %s; retry %d in %.0f s", self.peer, text, failures, delay,
+                    exc_info=None if expected else exc)
+        now = self.clock.now()
+        if self._failing_since is None:
+            self._failing_since = now
+        try:
+            with self.db.write() as session:
+                row = self._state(session)
+                row.last_poll_at = now
+                row.last_error = text[:500]
+                session.add(row)
+                last_ok = as_utc(row.last_success_at) if row.last_success_at else None
+            # Measured from the last success, even one before a restart: a bot
+            # that was down for a day and comes back to a dead server alerts now.
+            since = last_ok or self._failing_since
+            if not self._alerted and (now - since).total_seconds() >= self.cfg.alert_after:
+                self._alert(since, text)
+        except Exception as db_exc:  # the database itself failing: logged, retried next time
+            log.error("%s: could not record the failure: %s", self.peer, db_exc)
+
+    def _alert(self, since: datetime, error: str) -> None:
+        from bot.context import make_context
+        from bot.decide.alerts import alert_staff
+
+        ctx = make_context(self.config, self.db, self.clock)
+        with self.db.write() as session:
+            alert_staff(session, ctx,
+                        subject=f"IMAP intake failing since {since.isoformat(timespec='minutes')}",
+                        body=(f"rootnotify has not polled {self.cfg.folder!r} on "
+                              f"{self.cfg.host}:{self.cfg.port} successfully since "
+                              f"{since.isoformat(timespec='seconds')}.\n\n"
+                              f"Last error: {error}\n\nMail sent to the intake mailbox waits "
+                              f"there; it is taken in once the poller reconnects.\n"))
+        self._alerted = True
+        log.error("%s: no successful poll for %d s; staff alerted", self.peer,
+                  int((self.clock.now() - since).total_seconds()))
+
+
+def _text(exc: BaseException) -> str:
+    text = exc.args[0] if exc.args else str(exc)
+    return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"no answer within {SOCKET_TIMEOUT_SECONDS:.0f} s"
+    if isinstance(exc, RootnotifyError):
+        return str(exc)
+    return f"{type(exc).__name__}: {_text(exc) or 'connection lost'}"
+
+
+def _close(client: IMAPClient | None) -> None:
+    if client is not None:
+        with contextlib.suppress(Exception):  # already broken; nothing more to release
+            client.shutdown()
+
+
+def _logout(client: IMAPClient | None) -> None:
+    if client is None:
+        return
+    try:
+        client.logout()
+    except Exception:  # a dead connection cannot say goodbye
+        _close(client)
