@@ -22,6 +22,8 @@ from storage.db import SchemaTooNew, open_database
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="rootnotify: the bot behind a root program's security-incident mailbox.")
 console = Console()
+# Width of tables written to a pipe or file, where no terminal says how wide to be.
+PIPED_TABLE_WIDTH = 160
 err = Console(stderr=True)
 
 
@@ -173,7 +175,9 @@ def incidents(
         console.print("no incidents" + (" match" if only_open or overdue or ca else ""),
                       markup=False)
         return
-    console.print(incidents_table(rows, ctx.config.bot.timezone))
+    # Piped into grep or a mail, a table is read line by line: one incident a line.
+    wide = console if console.is_terminal else Console(width=PIPED_TABLE_WIDTH)
+    wide.print(incidents_table(rows, ctx.config.bot.timezone))
 
 
 def _incident_data(ctx: Context, incident_id: str) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bot.rules.rulesets import FORM_FIELDS
+
 VERDICTS = {True: "met", False: "late", None: "unjudged"}
 
 
@@ -90,7 +92,8 @@ def print_incident(console: Console, data: dict[str, Any], tz: tzinfo) -> None:
     history: dict[str, list[dict[str, Any]]] = {}
     for v in data["form_history"]:
         history.setdefault(v["key"], []).append(v)
-    for key, rows in history.items():
+    order = {f.key: i for i, f in enumerate(FORM_FIELDS)}
+    for key, rows in sorted(history.items(), key=lambda kv: order.get(kv[0], len(order))):
         current = [r for r in rows if r["current"]]
         shown = current[-1] if current else rows[-1]
         out(f"  {key}: {shown['value']}", markup=False, highlight=False)

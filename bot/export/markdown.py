@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, tzinfo
 from typing import Any
 
-from bot.rules.rulesets import FORM_FIELDS_BY_KEY, get_ruleset
+from bot.rules.rulesets import FORM_FIELDS, FORM_FIELDS_BY_KEY, get_ruleset
 from bot.textviews import VERDICTS, cause, local_time, when
 
 # How many domain names the summary lists; the CSV export holds all of them.
@@ -75,7 +75,9 @@ def _form(d: dict[str, Any], tz: tzinfo) -> Iterator[str]:
     def label(key: str) -> str:
         return FORM_FIELDS_BY_KEY[key].label if key in FORM_FIELDS_BY_KEY else key
 
-    current = [v for v in d["form_history"] if v["current"]]
+    order = {f.key: i for i, f in enumerate(FORM_FIELDS)}
+    current = sorted((v for v in d["form_history"] if v["current"]),
+                     key=lambda v: order.get(v["key"], len(order)))
     yield from table(("Field", "Answer", "Recorded", "From message"),
                      ((cell(label(v["key"])), cell(v["value"]),
                        cell(when(v["recorded_at"], tz, local=False)), code(v["message_id"]))
