@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.clock import Clock
@@ -18,6 +19,9 @@ class Context:
     clock: Clock
     renderer: Renderer
     trust: Trust
+    # The DNS TXT lookup DKIM checks of staff mail use (dkimpy's `dnsfunc`:
+    # name bytes → TXT bytes or None); None means the real DNS. Tests inject one.
+    dkim_dns: Callable[..., bytes | None] | None = None
 
     @property
     def program_name(self) -> str:

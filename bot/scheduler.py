@@ -15,6 +15,9 @@ from datetime import datetime
 
 from bot.clock import iso
 from bot.context import Context
+from bot.decide.cadence import apply_defaults
+from bot.decide.digest import send_digest
+from bot.decide.reminders import remind_due
 from storage.models import Meta
 
 log = logging.getLogger("rootnotify.scheduler")
@@ -22,7 +25,12 @@ log = logging.getLogger("rootnotify.scheduler")
 Job = Callable[[Context, datetime], int]
 
 # name → job; each returns how many things it did (mails queued, states changed).
-JOBS: dict[str, Job] = {}
+# R3 defaults first: they may open deadlines the reminder pass then looks at.
+JOBS: dict[str, Job] = {
+    "r3-defaults": apply_defaults,
+    "reminders": remind_due,
+    "digest": send_digest,
+}
 
 
 @dataclass

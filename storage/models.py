@@ -102,7 +102,10 @@ class RawMessage(SQLModel, table=True):
 
 
 class Incident(SQLModel, table=True):
-    __table_args__ = (sa.UniqueConstraint("year", "seq"),)
+    # ix_incident_r3: the R3 job looks only at incidents whose report mode is
+    # still undecided, so its cost follows new incidents, not the history.
+    __table_args__ = (sa.UniqueConstraint("year", "seq"),
+                      sa.Index("ix_incident_r3", "reports_mode", "notified_at"))
 
     id: str = Field(primary_key=True)
     year: int
@@ -118,7 +121,8 @@ class Incident(SQLModel, table=True):
     notified_on_time: bool | None = None
     late_by_seconds: int | None = None
     exceptional: bool = False
-    reports_mode: str | None = None  # as-discovered | every | None (not yet decided)
+    # as-discovered | every (staff set it) | daily-update (2026-02 default) | None (undecided)
+    reports_mode: str | None = None
     report_interval_seconds: int | None = None
     form_source: str | None = None
     thread_message_id: str | None = None
@@ -159,7 +163,10 @@ class Event(SQLModel, table=True):
 
 
 class Deadline(SQLModel, table=True):
-    __table_args__ = (sa.Index("ix_deadline_due", "state", "next_reminder_at"),)
+    # ix_deadline_due serves the reminder pass; ix_deadline_state_due the digest's
+    # "overdue" and "due within a week" lists: both cost what they list.
+    __table_args__ = (sa.Index("ix_deadline_due", "state", "next_reminder_at"),
+                      sa.Index("ix_deadline_state_due", "state", "due_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     incident_id: str = Field(foreign_key="incident.id", index=True)
@@ -257,7 +264,7 @@ class Proposal(SQLModel, table=True):
     incident_id: str = Field(foreign_key="incident.id", index=True)
     inbound_id: int = Field(foreign_key="inbound_message.id")
     received_at: datetime = _when()
-    state: str = "open"  # open | answered
+    state: str = Field(default="open", index=True)  # open | answered
     summary: str = ""
 
 

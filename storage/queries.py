@@ -27,6 +27,7 @@ from storage.models import (
     OutboundMessage,
     Proposal,
     RawMessage,
+    ReminderLog,
 )
 
 
@@ -198,3 +199,71 @@ def open_deadline_count(session: Session) -> int:
 def raw_inbound(session: Session, inbound_id: int) -> bytes | None:
     row = session.get(RawMessage, inbound_id)
     return bytes(row.data) if row is not None else None
+
+
+# ---------------------------------------------------------------- deadlines, reminders, digest
+# Used by bot/decide/{deadlines,reminders,commands,reports,proposals}.py. Each
+# scheduler query is shaped for an index (named beside it) so that a pass costs
+# what is due, not the history.
+
+
+def due_reminder_ids(session: Session, now: datetime, limit: int) -> list[int]:
+    """Open deadlines whose next reminder time has come (index ix_deadline_due)."""
+    return list(session.exec(
+        select(Deadline.id).where(Deadline.state == DL_OPEN,
+                                  col(Deadline.next_reminder_at) <= now)
+        .order_by(col(Deadline.next_reminder_at)).limit(limit)))  # type: ignore[arg-type]
+
+
+def open_deadlines(session: Session, incident_id: str) -> Sequence[Deadline]:
+    return session.exec(select(Deadline).where(Deadline.incident_id == incident_id,
+                                               Deadline.state == DL_OPEN)
+                        .order_by(col(Deadline.due_at), col(Deadline.id))).all()
+
+
+def reminder_logged(session: Session, deadline_id: int, stage: str) -> bool:
+    found = session.exec(select(ReminderLog.id).where(ReminderLog.deadline_id == deadline_id,
+                                                      ReminderLog.stage == stage)).first()
+    return found is not None
+
+
+def incidents_without_reports_mode(session: Session, notified_before: datetime,
+                                   limit: int) -> Sequence[Incident]:
+    """Open incidents whose R3 report mode is undecided (index ix_incident_r3)."""
+    return session.exec(select(Incident).where(col(Incident.reports_mode).is_(None),
+                                               col(Incident.notified_at) <= notified_before,
+                                               Incident.status == "open")
+                        .order_by(col(Incident.notified_at)).limit(limit)).all()
+
+
+def open_deadlines_due_before(session: Session, before: datetime,
+                              limit: int) -> Sequence[Deadline]:
+    """Open deadlines due by `before`, soonest first (index ix_deadline_state_due)."""
+    return session.exec(select(Deadline).where(Deadline.state == DL_OPEN,
+                                               col(Deadline.due_at) <= before)
+                        .order_by(col(Deadline.due_at)).limit(limit)).all()
+
+
+def open_proposals(session: Session, incident_id: str | None = None,
+                   limit: int = 1000) -> Sequence[Proposal]:
+    query = select(Proposal).where(Proposal.state == "open")
+    if incident_id is not None:
+        query = query.where(Proposal.incident_id == incident_id)
+    return session.exec(query.order_by(col(Proposal.received_at)).limit(limit)).all()
+
+
+def events_of_kind_since(session: Session, kind: str, since: datetime,
+                         limit: int) -> Sequence[Event]:
+    return session.exec(select(Event).where(col(Event.at) > since, Event.kind == kind)
+                        .order_by(col(Event.at)).limit(limit)).all()
+
+
+def quarantined_since(session: Session, since: datetime, limit: int) -> Sequence[InboundMessage]:
+    return session.exec(select(InboundMessage).where(col(InboundMessage.quarantined).is_(True),
+                                                     col(InboundMessage.received_at) > since)
+                        .order_by(col(InboundMessage.received_at)).limit(limit)).all()
+
+
+def open_incidents(session: Session, limit: int = 1000) -> Sequence[Incident]:
+    return session.exec(select(Incident).where(Incident.status == "open")
+                        .order_by(col(Incident.year), col(Incident.seq)).limit(limit)).all()
