@@ -90,11 +90,8 @@ def _certificate_lists(message: ParsedMessage) -> list[Attachment]:
 
 def _final_report(message: ParsedMessage, ruleset: object) -> object | None:
     try:
-        from bot.parse.reports import check_final_report, looks_like_final_report
+        from bot.parse.reporttext import find_final_report
     except ImportError:  # the report checker lands separately
         return None
-    names = [a.filename for a in message.attachments]
-    text = message.text_plain or ""
-    if not looks_like_final_report(message.subject, names, text, ruleset):  # type: ignore[arg-type]
-        return None
-    return check_final_report(text, ruleset)  # type: ignore[arg-type]
+    # Body and .txt/.md/.docx/PDF attachments, items united (R4).
+    return find_final_report(message, ruleset)  # type: ignore[arg-type]

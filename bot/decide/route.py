@@ -11,8 +11,12 @@ from bot.analysis import Analysis
 from bot.context import Context
 from bot.decide.alerts import alert_staff
 from bot.decide.classify import ROLE_CA, ROLE_UNKNOWN, Classification, classify
+from bot.decide.commands import handle_command
 from bot.decide.incidents import apply_update, open_incident
 from bot.decide.mail import send_blank_form
+from bot.decide.proposals import handle_proposal
+from bot.decide.reports import handle_final_report
+from bot.decide.updates import handle_update
 from storage.models import Event, InboundMessage
 
 log = logging.getLogger("rootnotify.decide")
@@ -67,12 +71,12 @@ def _record_only(session: Session, ctx: Context, inbound: InboundMessage, analys
 # kind → handler. Capabilities register their kinds here.
 HANDLERS: dict[str, Handler] = {
     "notification": _notification,
-    "update": _update,
+    "update": handle_update,
     "certificate-list": _update,
-    "final-report": _update,
-    "proposal": _update,
+    "final-report": handle_final_report,
+    "proposal": handle_proposal,
     "form-request": _form_request,
-    "command": _record_only,
+    "command": handle_command,
     "auto-reply": _record_only,
     "bounce": _record_only,
     "other": _record_only,

@@ -1,0 +1,153 @@
+"""Staff commands in a mail: authenticate, check every line, then execute all or none.
+
+The order is the policy. A mail that fails `[staff] auth` changes nothing,
+gets no reply, and is recorded (an event and the message's note) for the
+next digest. A mail with any unknown, malformed or impossible command (a date
+in the past, an unknown root, a notice sooner than 7 days) changes nothing
+and is answered with the errors and the valid forms; otherwise every command
+runs, in order, in the message's transaction, and one confirmation lists
+what each did.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session
+
+from bot.analysis import Analysis
+from bot.context import Context
+from bot.decide.classify import Classification
+from bot.decide.digest import UNAUTHENTICATED_EVENT
+from bot.decide.notices import resolve_root
+from bot.decide.outmail import to_sender
+from bot.decide.staff_actions import ACTIONS, Run, Step
+from bot.decide.staffauth import authenticate
+from bot.errors import CommandError
+from bot.parse.commands import Command, CommandProblem, parse_commands
+from bot.rules.commands import usage_lines
+from bot.rules.deadlines import DEFAULT_REQUEST_PERIOD, NOTICE_PERIOD
+from storage.models import Event, InboundMessage, Incident
+
+log = logging.getLogger("rootnotify.decide.commands")
+
+# On a closed incident only these make sense; anything else asks for /reopen first.
+ALLOWED_WHEN_CLOSED = ("reopen", "status", "note", "close")
+
+
+@dataclass
+class _State:
+    """What earlier commands of the same mail change that later checks depend on."""
+
+    exceptional: bool
+    status: str
+
+
+def handle_command(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis,
+                   cls: Classification) -> None:
+    incident = cls.incident
+    sender = analysis.message.from_address or ""
+    auth = authenticate(session, ctx, inbound, analysis)
+    if not auth.ok:
+        _unauthenticated(session, inbound, incident, sender, auth.reason)
+        return
+    now = ctx.clock.now()
+    parsed = parse_commands(analysis.body_text, ctx.config.bot.timezone)
+    problems = [p for p in parsed if isinstance(p, CommandProblem)]
+    commands = [c for c in parsed if isinstance(c, Command)]
+    steps: list[Step] = []
+    if not problems:
+        steps, problems = _check(ctx, incident, commands, now)
+    reply = dict(sender=sender, in_reply_to=analysis.message.message_id,
+                 references=analysis.message.references, incident=incident,
+                 inbound_id=inbound.id)
+    if problems:
+        inbound.note = f"commands refused: {len(problems)} error(s); nothing changed"
+        if incident is not None:
+            session.add(Event(incident_id=incident.id, at=now, kind="commands-refused",
+                              inbound_id=inbound.id, summary=f"{len(problems)} error(s) in "
+                              f"commands from {sender}; nothing changed",
+                              data=json.dumps([p.error for p in problems])))
+        to_sender(session, ctx, "error", "command-error.txt.j2", problems=problems,
+                  accepted=commands, usage=usage_lines(), **reply)  # type: ignore[arg-type]
+        return
+    run = Run(ctx=ctx, session=session, incident=incident, inbound_id=inbound.id,
+              sender=sender, now=now)
+    results = [(step.command.line, ACTIONS[(step.command.name, step.command.what)](run, step))
+               for step in steps]
+    inbound.note = f"{len(steps)} command(s) executed ({auth.reason})"
+    to_sender(session, ctx, "confirmation", "command-confirmation.txt.j2", results=results,
+              **reply)  # type: ignore[arg-type]
+    log.info("message %s: %d command(s) from %s executed%s", inbound.id, len(steps), sender,
+             f" in {incident.id}" if incident else "")
+
+
+def _unauthenticated(session: Session, inbound: InboundMessage, incident: Incident | None,
+                     sender: str, reason: str) -> None:
+    inbound.note = f"unauthenticated staff command, ignored: {reason}"[:2000]
+    session.add(Event(incident_id=incident.id if incident else None, at=inbound.received_at,
+                      kind=UNAUTHENTICATED_EVENT, inbound_id=inbound.id,
+                      summary=f"commands from {sender} not authenticated ({reason}); "
+                              f"nothing changed"))
+    log.warning("message %s: staff commands from %s refused: %s", inbound.id, sender, reason)
+
+
+def _check(ctx: Context, incident: Incident | None, commands: list[Command],
+           now: datetime) -> tuple[list[Step], list[CommandProblem]]:
+    state = _State(exceptional=bool(incident and incident.exceptional),
+                   status=incident.status if incident else "open")
+    steps, problems = [], []
+    for cmd in commands:
+        try:
+            steps.append(_check_one(ctx, incident, cmd, state, now))
+        except CommandError as exc:
+            problems.append(CommandProblem(cmd.line, str(exc), usage_lines(cmd.name)))
+    return steps, problems
+
+
+def _check_one(ctx: Context, incident: Incident | None, cmd: Command, state: _State,
+               now: datetime) -> Step:
+    if incident is None:
+        if cmd.needs_incident:
+            raise CommandError("this command needs an incident: reply in its thread or put "
+                               f"[{ctx.config.bot.incident_prefix}-YYYY-NNNN] in the subject")
+        return Step(cmd)
+    if state.status == "closed" and cmd.name not in ALLOWED_WHEN_CLOSED:
+        raise CommandError(f"{incident.id} is closed; send /reopen first")
+    if cmd.name == "close":
+        state.status = "closed"
+    elif cmd.name == "reopen":
+        state.status = "open"
+    elif cmd.name == "exceptional":
+        state.exceptional = cmd.what == "on"
+    elif cmd.name == "request":
+        if cmd.what == "reports":
+            assert cmd.every is not None
+            return Step(cmd, due=now + cmd.every)
+        due = cmd.due or now + DEFAULT_REQUEST_PERIOD
+        if due <= now:
+            raise CommandError(f"the due date {due:%Y-%m-%d %H:%M} UTC is in the past")
+        return Step(cmd, due=due)
+    elif cmd.name == "notice":
+        return _check_notice(ctx, incident, cmd, state, now)
+    return Step(cmd)
+
+
+def _check_notice(ctx: Context, incident: Incident, cmd: Command, state: _State,
+                  now: datetime) -> Step:
+    root = resolve_root(ctx.trust.roots.get(incident.ca, ()), cmd.target or "")
+    earliest = now + NOTICE_PERIOD
+    effective = cmd.due or (now if state.exceptional else earliest)
+    if effective < now:
+        raise CommandError(f"the action date {effective:%Y-%m-%d %H:%M} UTC is in the past")
+    if not state.exceptional and effective < earliest:
+        raise CommandError(
+            f"the action date {effective:%Y-%m-%d %H:%M} UTC is less than 7 days away; the "
+            f"earliest is {earliest:%Y-%m-%d %H:%M} UTC (P1), unless the incident is marked "
+            f"exceptional with /exceptional on")
+    return Step(cmd, due=effective, root=root)
+
+

@@ -1,0 +1,69 @@
+"""Whether a staff member's mail may command: the configured authentication, as a table.
+
+`[staff] auth` names the check: `smime` (a valid signature chained to a
+configured staff certificate, by a certificate naming the sender), `dkim` (a
+DKIM pass aligned with the sender's domain; the DNS lookup is the context's,
+so tests need no network) or `none` (the operator's choice: the address is
+enough).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlmodel import Session
+
+from bot.analysis import Analysis
+from bot.context import Context
+from bot.parse.dkim import dkim_verdict
+from storage.models import InboundMessage
+from storage.rawstore import load_raw
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    ok: bool
+    reason: str
+
+
+Check = Callable[[Session, Context, InboundMessage, Analysis], AuthResult]
+
+
+def _smime(session: Session, ctx: Context, inbound: InboundMessage,
+           analysis: Analysis) -> AuthResult:
+    # analysis.smime of a staff sender was verified against the staff certificates only.
+    result = analysis.smime
+    if result.status != "valid":
+        return AuthResult(False, f"S/MIME {result.status}: {result.reason}")
+    if result.from_mismatch:
+        return AuthResult(False, f"signed by {', '.join(result.signer_emails) or 'someone'}, "
+                                 f"not by the sender {analysis.message.from_address}")
+    return AuthResult(True, f"S/MIME valid ({result.signer_subject})")
+
+
+def _dkim(session: Session, ctx: Context, inbound: InboundMessage,
+          analysis: Analysis) -> AuthResult:
+    sender = analysis.message.from_address or ""
+    domain = sender.rpartition("@")[2]
+    if ctx.dkim_dns is None:
+        from dkim.dnsplug import get_txt  # the real DNS, only when nothing was injected
+
+        dnsfunc = get_txt
+    else:
+        dnsfunc = ctx.dkim_dns
+    verdict = dkim_verdict(load_raw(session, inbound.id or 0), domain, dnsfunc)
+    return AuthResult(verdict.passed, verdict.reason)
+
+
+def _none(session: Session, ctx: Context, inbound: InboundMessage,
+          analysis: Analysis) -> AuthResult:
+    return AuthResult(True, "no authentication configured ([staff] auth = none)")
+
+
+CHECKS: dict[str, Check] = {"smime": _smime, "dkim": _dkim, "none": _none}
+
+
+def authenticate(session: Session, ctx: Context, inbound: InboundMessage,
+                 analysis: Analysis) -> AuthResult:
+    return CHECKS[ctx.config.staff.auth](session, ctx, inbound, analysis)
