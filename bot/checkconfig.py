@@ -3,17 +3,14 @@
 Loading the configuration stops at its first wrong key (`bot.config`); this
 goes on from there and checks the world the configuration points at: every
 certificate and key file, the database, the data folder, the relay (EHLO and
-QUIT) and the IMAP login, collecting every problem rather than the first.
+QUIT) and the IMAP login (the poller's own check), collecting every problem rather than the first.
 """
 
 from __future__ import annotations
 
-import imaplib
 import os
 import smtplib
-import ssl
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -92,37 +89,17 @@ def _relay(config: Config) -> str:
 
 
 def _imap(config: Config) -> str:
-    # TODO(imap): call bot.intake.imap's own login check (same TLS and folder
-    # handling as the poller) once that module offers one; until then this
-    # checks the same host, TLS mode, credentials and folder with imaplib.
-    try:
-        from bot.intake import imap as poller  # type: ignore[attr-defined]
-    except ImportError:
-        poller = None
-    check = getattr(poller, "check_login", None)
-    if callable(check):
-        result = check(config)
-        return str(result) if result else "login ok"
-    im = config.imap
-    context = ssl.create_default_context(cafile=str(im.ca_file) if im.ca_file else None)
-    client: imaplib.IMAP4
-    if im.ssl:
-        client = imaplib.IMAP4_SSL(im.host, im.port, ssl_context=context,
-                                   timeout=NETWORK_TIMEOUT_SECONDS)
-    else:
-        client = imaplib.IMAP4(im.host, im.port, timeout=NETWORK_TIMEOUT_SECONDS)
-        if im.starttls:
-            client.starttls(ssl_context=context)
-    try:
-        client.login(im.username, im.password or "")
-        kind, _ = client.select(im.folder, readonly=True)
-        if kind != "OK":
-            raise ConfigError(f"folder {im.folder!r} cannot be selected")
-    finally:
-        # The check's verdict is already known; a failed goodbye changes nothing.
-        with suppress(imaplib.IMAP4.error, OSError):
-            client.logout()
-    return f"{im.username}@{im.host}:{im.port} logged in, {im.folder} selectable"
+    # The poller's own login check: the same TLS, credentials and folder
+    # handling as `serve`, so a pass here means the poller can log in.
+    from bot.intake.imap import check_login
+
+    found = check_login(config.imap)
+    if not found.folder_exists:
+        raise ConfigError(f"logged in to {found.server}, but folder {config.imap.folder!r} "
+                          "does not exist")
+    return (f"{config.imap.username}@{found.server} logged in; {config.imap.folder} has "
+            f"{found.messages} message(s); IDLE {'yes' if found.idle else 'no'}, "
+            f"MOVE {'yes' if found.move else 'no'}")
 
 
 def _writable(path: Path) -> str:

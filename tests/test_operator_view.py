@@ -284,3 +284,13 @@ def test_log_json_gives_one_line_per_mail_and_per_state_change(tmp_path):
     assert len(opened) == 1
     assert opened[0]["incident"] == INCIDENT and opened[0]["inbound"] == 1
     assert opened[0]["rule"] == "R1"
+
+
+def test_check_config_tries_the_imap_login_when_imap_is_enabled(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROOTNOTIFY_IMAP_PASSWORD", "secret")
+    config = write_config(tmp_path, smtp_port=free_port(), relay_port=free_port(),
+                          outgoing_mode="maildir",
+                          extra=f"\n[imap]\nenabled = true\nport = {free_port()}\nssl = false\n")
+    result = rootnotify(config, "check-config", check=False)
+    assert result.returncode == 1
+    assert "[imap] server" in result.stderr and "1 problem(s)" in result.stdout
