@@ -13,6 +13,7 @@ with the reason (CI installs `dovecot-imapd`, so there they run).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import grp
 import ipaddress
@@ -197,7 +198,8 @@ service stats {{
     def start(self) -> None:
         self.write_config()
         self.process = subprocess.Popen([DOVECOT, "-F", "-c", str(self.config_path)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -226,16 +228,28 @@ service stats {{
             return False
 
     def stop(self) -> None:
-        """Stop the master and every child (they share its process group via -F)."""
-        if self.process is None or self.process.poll() is not None:
-            self.process = None
+        """Stop the master and every child at once, as a crash or a reboot would.
+
+        Dovecot runs in its own process group; the whole group is signalled and
+        awaited, so an imap process cannot finish a client's command after
+        `stop` has returned.
+        """
+        if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        group = self.process.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
         try:
             self.process.wait(STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(group, signal.SIGKILL)
             self.process.wait(STOP_TIMEOUT_SECONDS)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while _group_alive(group) and time.monotonic() < deadline:
+            time.sleep(CONNECT_RETRY_SECONDS)
+        if _group_alive(group):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
         self.process = None
 
     def _log_tail(self) -> str:
@@ -277,6 +291,16 @@ service stats {{
             uids = c.search("ALL")
             data = c.fetch(uids, [b"BODY.PEEK[]"]) if uids else {}
             return [data[u][b"BODY[]"] for u in sorted(data)]
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member we may not signal still exists
+        return True
+    return True
 
 
 def dovecot_unavailable() -> str | None:

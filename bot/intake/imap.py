@@ -263,7 +263,11 @@ class ImapPoller:
                 if stop.is_set():
                     return
                 responses = client.idle_check(timeout=IDLE_CHECK_SECONDS)
-                if any(len(r) > 1 and r[1] == b"EXISTS" for r in responses):
+                # Anything but a keep-alive ("* OK Still here") is worth a look:
+                # EXISTS is new mail; NO or BYE (Dovecot's answer when the
+                # folder is deleted under us) means the next command fails and
+                # we reconnect, which is how a recreated folder is noticed.
+                if any(r and r[0] != b"OK" for r in responses):
                     return
         finally:
             client.idle_done()
@@ -419,7 +423,7 @@ class ImapPoller:
         text = _describe(exc)
         expected = isinstance(exc, RootnotifyError | OSError | imaplib.IMAP4.error)
         # One line per failure; a traceback only for what we did not foresee.
-        log.warning("%s: %s; retry %d in %.0f s", self.peer, text, failures, delay,
+        log.warning("%s: %s; retry %d in %.1f s", self.peer, text, failures, delay,
                     exc_info=None if expected else exc)
         now = self.clock.now()
         if self._failing_since is None:
@@ -469,6 +473,8 @@ def _describe(exc: BaseException) -> str:
         return f"no answer within {SOCKET_TIMEOUT_SECONDS:.0f} s"
     if isinstance(exc, RootnotifyError):
         return str(exc)
+    if isinstance(exc, imaplib.IMAP4.abort):
+        return f"connection lost: {_text(exc)}"
     return f"{type(exc).__name__}: {_text(exc) or 'connection lost'}"
 
 

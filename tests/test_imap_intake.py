@@ -1,0 +1,333 @@
+"""IMAP intake against a real Dovecot: taken in once, moved aside, never lost, never deleted.
+
+Each story runs the whole bot (`Service`, as `serve` does) against a Dovecot
+on loopback and a relay sink; mail is put in the mailbox with IMAP APPEND, as
+a mail server's delivery would. Faults are real: Dovecot is stopped in the
+middle of a batch, the watched folder is deleted and recreated, the bot is
+restarted. Waits are bounded; mail is awaited at the sink or by polling the
+poller's counters, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from email import message_from_bytes
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from bot.app import Service
+from bot.clock import FixedClock
+from bot.config import load_config
+from bot.health import health
+from bot.intake.imap import ImapLoginRefused, ImapPoller, ImapUnavailable, check_login
+from storage.models import STATE_STORED, InboundMessage
+from tests.dovecot import Dovecot, dovecot_server  # noqa: F401  (the `dovecot` fixture)
+from tests.harness import (
+    CA_CONTACT,
+    COMPLETE_FORM,
+    STAFF,
+    WAIT_SECONDS,
+    RunningBot,
+    Sink,
+    free_port,
+    make_mail,
+    write_config,
+)
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+PASSWORD_ENV = "ROOTNOTIFY_IMAP_PASSWORD"
+# The contract: with IDLE, new mail is taken in within 10 seconds.
+IDLE_PICKUP_SECONDS = 10.0
+# How often a bounded wait on server or poller state looks again.
+POLL_SECONDS = 0.05
+
+
+def imap_table(server: Dovecot, *, folder: str = "INBOX", idle: bool = True,
+               poll_interval: int = 1, batch_size: int = 50, alert_after: int = 3600,
+               starttls: bool = False) -> str:
+    port = server.imap_port if starttls else server.imaps_port
+    return f"""enabled = true
+host = "{server.host}"
+port = {port}
+ssl = {"false" if starttls else "true"}
+starttls = {"true" if starttls else "false"}
+username = "{server.user}"
+password_env = "{PASSWORD_ENV}"
+folder = "{folder}"
+processed_folder = "Processed"
+poll_interval = {poll_interval}
+idle = {"true" if idle else "false"}
+batch_size = {batch_size}
+alert_after = {alert_after}
+ca_file = "{server.cert}"
+"""
+
+
+def eventually(what: str, predicate: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout}s for {what}")
+        time.sleep(POLL_SECONDS)
+
+
+@contextmanager
+def imap_bot(tmp_path: Path, server: Dovecot, sink: Sink, **imap_kw: object
+             ) -> Iterator[tuple[RunningBot, ImapPoller]]:
+    path = write_config(tmp_path, smtp_port=free_port(), relay_port=sink.port,
+                        imap=imap_table(server, **imap_kw))  # type: ignore[arg-type]
+    bot = RunningBot(load_config(path), FixedClock(NOW)).start()
+    try:
+        poller = bot.service._imap
+        assert isinstance(poller, ImapPoller)
+        yield bot, poller
+    finally:
+        bot.stop()
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    s = Sink().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(autouse=True)
+def imap_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, "s3cret-imap")
+
+
+def form(n: int) -> bytes:
+    return make_mail(CA_CONTACT, f"Security incident notification {n}", COMPLETE_FORM,
+                     message_id=f"<form-{n}@exampleca.test>")
+
+
+def plain(n: int) -> bytes:
+    """A mail from a stranger: quarantined, answered with nothing; cheap to process."""
+    return make_mail("someone@elsewhere.test", f"hello {n}", f"message number {n}\n",
+                     message_id=f"<plain-{n}@elsewhere.test>")
+
+
+def acks(sink: Sink) -> list[str]:
+    return [r.subject for r in sink.received
+            if CA_CONTACT in r.recipients and "Notification received" in r.subject]
+
+
+def message_ids(raws: list[bytes]) -> list[str]:
+    return [str(message_from_bytes(r)["Message-ID"]) for r in raws]
+
+
+def inbound(bot: RunningBot) -> list[InboundMessage]:
+    with bot.ctx.db.read() as session:
+        return list(session.exec(select(InboundMessage)))
+
+
+def test_ca_form_in_the_mailbox_is_acknowledged_and_moved_to_processed(tmp_path, dovecot, sink):
+    with imap_bot(tmp_path, dovecot, sink) as (bot, poller):
+        eventually("the first poll", lambda: poller.failures == 0 and
+                   health(bot.ctx)["imap"].get("INBOX", {}).get("last_success_at") is not None)
+        # Appended after the bot is idling: IDLE must pick it up within seconds.
+        raw = form(1)
+        dovecot.append(raw, when=NOW)
+        ack = sink.wait_for(sink.to(CA_CONTACT, "Notification received"),
+                            timeout=IDLE_PICKUP_SECONDS)[0]
+        assert ack.subject.startswith("[INC-2026-0001] ")
+        assert "met (received within 24 hours)" in ack.body  # INTERNALDATE is the receipt
+
+        eventually("the move", lambda: poller.moved == 1)
+        assert dovecot.count("INBOX") == 0
+        kept = dovecot.messages("Processed")  # created by the bot; the mail is intact
+        assert len(kept) == 1 and kept[0].replace(b"\r\n", b"\n") == raw.replace(b"\r\n", b"\n")
+
+        status = health(bot.ctx)["imap"]["INBOX"]
+        assert status["last_success_at"] == "2026-11-26T12:00:00+00:00"
+        assert status["last_error"] is None
+        assert status["last_uid"] == 1
+        rows = inbound(bot)
+        assert [(r.channel, r.received_at.replace(tzinfo=UTC)) for r in rows] == [("imap", NOW)]
+
+
+def test_a_restart_processes_nothing_twice(tmp_path, dovecot, sink):
+    dovecot.append_many([form(1), form(2)])
+    with imap_bot(tmp_path, dovecot, sink) as (_bot, poller):
+        sink.wait_for(sink.to(CA_CONTACT, "Notification received"), count=2)
+        eventually("both moved", lambda: poller.moved == 2)
+
+    # While the bot is down: one new form, and the two old ones back in the
+    # inbox as if the bot had died between storing them and moving them.
+    with dovecot.client() as c:
+        c.select_folder("Processed")
+        c.copy(c.search("ALL"), "INBOX")
+    dovecot.append(form(3))
+
+    with imap_bot(tmp_path, dovecot, sink) as (bot, poller):
+        sink.wait_for(sink.to(CA_CONTACT, "Notification received"), count=3)
+        eventually("all three moved", lambda: poller.moved == 3)
+        assert (poller.stored, poller.duplicates) == (1, 2)
+    assert len(acks(sink)) == 3  # after the stop flushed the pipeline and the outbox
+    assert sorted(a.split("]")[0] for a in acks(sink)) == [
+        "[INC-2026-0001", "[INC-2026-0002", "[INC-2026-0003"]
+    assert len(inbound(bot)) == 3
+    assert dovecot.count("INBOX") == 0
+
+
+def test_dovecot_stopped_and_started_mid_batch_loses_and_repeats_nothing(tmp_path, dovecot,
+                                                                          sink):
+    total = 120
+    raws = [plain(n) for n in range(total)]
+    stopped = False
+    with imap_bot(tmp_path, dovecot, sink, batch_size=10) as (bot, poller):
+        poller.backoff_first = 0.2  # a fast retry keeps the test short; the order is the same
+        wake = poller.on_stored
+
+        def on_stored() -> None:
+            # The 45th new message: the 5th of the 5th batch is stored, the batch
+            # is not moved yet. The server dies right here, in the poller's thread.
+            nonlocal stopped
+            wake()
+            if poller.stored == 45 and not stopped:
+                stopped = True
+                dovecot.stop()
+
+        poller.on_stored = on_stored
+        # All at once into the watched folder, so the appends are not cut by the fault.
+        with dovecot.client() as c:
+            c.create_folder("Staging")
+            for raw in raws:
+                c.append("Staging", raw)
+            c.select_folder("Staging")
+            c.move(c.search("ALL"), "INBOX")
+        eventually("the server to be stopped mid-batch", lambda: stopped)
+        eventually("the failure to be seen", lambda: poller.failures >= 1)
+        dovecot.start()
+        eventually("every message stored", lambda: poller.stored == total, timeout=60)
+        eventually("every message moved", lambda: dovecot.count("INBOX") == 0, timeout=60)
+
+    rows = inbound(bot)
+    assert len(rows) == total
+    assert sorted(r.message_id or "" for r in rows) == sorted(message_ids(raws))
+    assert all(r.state != STATE_STORED for r in rows)  # every one processed, once
+    processed = message_ids(dovecot.messages("Processed"))
+    assert set(processed) == set(message_ids(raws))  # nothing lost, nothing deleted
+    # Stored but not moved when the server died: fetched again, recognised.
+    assert poller.duplicates >= 1
+    print(f"fault test: {total} appended, {len(rows)} stored once, {poller.duplicates} "
+          f"re-fetched and recognised as duplicates, {len(processed)} in Processed")
+
+
+def test_recreated_folder_new_uidvalidity_loses_nothing_and_repeats_nothing(tmp_path, dovecot,
+                                                                             sink):
+    with dovecot.client() as c:
+        c.create_folder("Intake")
+    dovecot.append_many([form(1), form(2)], folder="Intake")
+    with imap_bot(tmp_path, dovecot, sink, folder="Intake") as (bot, poller):
+        sink.wait_for(sink.to(CA_CONTACT, "Notification received"), count=2)
+        eventually("both moved", lambda: poller.moved == 2)
+        first = health(bot.ctx)["imap"]["Intake"]
+        assert first["last_uid"] == 2
+
+        # The folder is deleted and recreated under the running bot: UIDs start
+        # at 1 again, below the stored last_uid. Form 1 comes back, form 3 is new.
+        with dovecot.client() as c:
+            c.delete_folder("Intake")
+            c.create_folder("Intake")
+        dovecot.append_many([form(1), form(3)], folder="Intake")
+
+        sink.wait_for(sink.to(CA_CONTACT, "Notification received"), count=3)
+        eventually("both moved again", lambda: poller.moved == 4)
+        now = health(bot.ctx)["imap"]["Intake"]
+        assert now["uidvalidity"] != first["uidvalidity"]
+        assert (poller.stored, poller.duplicates) == (3, 1)
+    assert len(acks(sink)) == 3
+    assert len(inbound(bot)) == 3
+
+
+def test_the_same_mail_by_smtp_and_by_imap_is_processed_once(tmp_path, dovecot, sink):
+    raw = form(1)
+    with imap_bot(tmp_path, dovecot, sink) as (bot, poller):
+        bot.send(raw)
+        sink.wait_for(sink.to(CA_CONTACT, "Notification received"))
+        # The IMAP copy carries the delivering server's trace headers.
+        dovecot.append(b"Return-Path: <incidents@exampleca.test>\r\n"
+                       b"Delivered-To: rootnotify@program.test\r\n" + raw)
+        eventually("the IMAP copy to be moved", lambda: poller.moved == 1)
+        assert (poller.stored, poller.duplicates) == (0, 1)
+    assert len(acks(sink)) == 1
+    assert [r.channel for r in inbound(bot)] == ["smtp"]
+
+
+def test_starttls_and_polling_without_idle_without_move(tmp_path, dovecot, sink):
+    with imap_bot(tmp_path, dovecot, sink, starttls=True, idle=False, poll_interval=1) as (
+            _bot, poller):
+        poller.use_move = False  # COPY + \Deleted + UID EXPUNGE of exactly our UIDs
+        with dovecot.client() as c:
+            # Someone else's mail flagged \Deleted must survive our expunge.
+            c.create_folder("Other")
+            c.append("INBOX", plain(99), flags=[b"\\Deleted"])
+        dovecot.append(form(1))
+        sink.wait_for(sink.to(CA_CONTACT, "Notification received"))
+        eventually("the move", lambda: poller.moved == 2)
+    assert message_ids(dovecot.messages("Processed")) == [
+        "<plain-99@elsewhere.test>", "<form-1@exampleca.test>"]
+    assert dovecot.count("INBOX") == 0
+
+
+def test_wrong_password_is_a_clear_error_at_start(tmp_path, dovecot, sink, monkeypatch):
+    monkeypatch.setenv(PASSWORD_ENV, "not-the-password")
+    path = write_config(tmp_path, smtp_port=free_port(), relay_port=sink.port,
+                        imap=imap_table(dovecot))
+    config = load_config(path)
+    with pytest.raises(ImapLoginRefused) as refused:
+        check_login(config.imap)
+    text = str(refused.value)
+    assert "login refused" in text and PASSWORD_ENV in text and dovecot.user in text
+
+    service = Service(config, FixedClock(NOW))
+    with pytest.raises(ImapLoginRefused):
+        asyncio.run(service.start())
+    service.db.dispose()
+
+    monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
+    found = check_login(load_config(path).imap)
+    assert found.idle and found.move and found.folder_exists
+
+
+def test_an_unreachable_server_backs_off_records_the_error_and_alerts_staff_once(
+        tmp_path, dovecot, sink):
+    with imap_bot(tmp_path, dovecot, sink, alert_after=600) as (bot, poller):
+        eventually("the first poll", lambda: health(bot.ctx)["imap"].get("INBOX", {})
+                   .get("last_success_at") is not None)
+        poller.backoff_first, poller.backoff_max = 0.1, 0.2
+        dovecot.stop()
+        # The first failure is the dropped connection, the next ones are refusals.
+        eventually("a refused reconnection", lambda: poller.failures >= 2)
+        status = health(bot.ctx)
+        assert "connection refused" in (status["imap"]["INBOX"]["last_error"] or "")
+
+        bot.clock.advance(seconds=601)  # no successful poll for longer than alert_after
+        eventually("several failures", lambda: poller.failures >= 4)
+        alerts = sink.wait_for(sink.to(STAFF, "IMAP intake failing"))
+        assert "no successful IMAP poll recently" in health(bot.ctx)["needs_attention"]
+        eventually("more failures", lambda: poller.failures >= 8)
+
+        dovecot.start()
+        dovecot.append(form(1))
+        sink.wait_for(sink.to(CA_CONTACT, "Notification received"))
+        assert health(bot.ctx)["imap"]["INBOX"]["last_error"] is None
+    assert len([r for r in sink.received if "IMAP intake failing" in r.subject]) == 1
+    assert "connection refused" in alerts[0].body
+
+
+def test_unreachable_server_at_start_only_warns(tmp_path, sink):
+    port = free_port()  # nobody listens there
+    cfg = load_config(write_config(tmp_path, smtp_port=free_port(), relay_port=sink.port,
+                                   imap=f'enabled = true\nport = {port}\n'
+                                        f'password_env = "{PASSWORD_ENV}"')).imap
+    with pytest.raises(ImapUnavailable, match="connection refused"):
+        check_login(cfg)
