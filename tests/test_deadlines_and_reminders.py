@@ -1,0 +1,185 @@
+"""Deadlines the bot watches so nobody has to: requests, reminders, escalation, R3 per ruleset.
+
+The stories: the CA notifies, staff request a certificate list due in three
+days, time moves (as `rootnotify tick --now`), the CA is reminded before the
+due date and after it, staff are escalated once, and a second tick (or a
+second scheduler racing the first) sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.decide import route
+from bot.scheduler import run_scheduler
+from tests.harness import CA_CONTACT, STAFF, make_mail
+from tests.story import command, count, deadline, notify, send, show, story_bot, tick
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+DUE_DAY = "2026-11-29"  # three days on; due 2026-11-29 23:59:59 UTC
+DUE = datetime(2026, 11, 29, 23, 59, 59, tzinfo=UTC)
+
+
+def reminders(sink, word: str = "") -> int:  # type: ignore[no-untyped-def]
+    return count(sink, lambda r: CA_CONTACT in r.recipients
+                 and ("Reminder" in r.subject or "Overdue" in r.subject) and word in r.subject)
+
+
+def test_a_requested_list_is_reminded_escalated_once_and_never_sent_twice(tmp_path):
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        done = command(bot, sink, f"/request certificate-list due {DUE_DAY}", inc)
+        assert "Requested from Example CA" in done.body
+        request = sink.wait_for(sink.to(CA_CONTACT, "Request"))[0]
+        assert f"[{inc}]" in request.subject and "2026-11-29 23:59 UTC" in request.body
+        assert deadline(show(bot, inc), "certificate-list", "open")[0]["rule"] == "R2"
+
+        tick(bot, DUE - timedelta(days=2))  # nothing due yet
+        tick(bot, DUE - timedelta(hours=20))  # "due soon": one day before
+        sink.wait_for(lambda r: CA_CONTACT in r.recipients and "Reminder" in r.subject)
+        assert "is due" in sink.wait_for(sink.to(CA_CONTACT, "Reminder"))[0].body
+
+        # A second tick at the same time, and two schedulers racing, send nothing more.
+        tick(bot, DUE - timedelta(hours=20))
+        racers = [threading.Thread(target=run_scheduler, args=(bot.ctx,)) for _ in range(2)]
+        for t in racers:
+            t.start()
+        for t in racers:
+            t.join()
+        tick(bot, DUE + timedelta(seconds=1))  # overdue: the CA and, once, staff
+        sink.wait_for(lambda r: "Escalation" in r.subject)
+        tick(bot, DUE + timedelta(days=1, seconds=1))  # the next day: overdue again, no escalation
+        sink.wait_for(lambda r: CA_CONTACT in r.recipients and "Overdue" in r.subject, count=2)
+        tick(bot, DUE + timedelta(days=1, seconds=1))
+        # The outbox is the record: every mail queued is a row, sent or not yet.
+        out = [m for m in show(bot, inc)["messages"] if m["direction"] == "out"]
+        assert [m["subject"].split("]")[1].split(":")[0].strip() for m in out
+                if m["kind"] == "reminder"] == ["Reminder", "Overdue", "Overdue"]
+        assert len([m for m in out if m["kind"] == "escalation"]) == 1
+        overdue = sink.wait_for(sink.to(CA_CONTACT, "Overdue"))[0]
+        assert "overdue by" in overdue.body and overdue.message["In-Reply-To"]
+        data = show(bot, inc)
+        assert any(e["kind"] == "escalated" for e in data["events"])
+
+
+def test_the_certificate_list_satisfies_the_deadline(tmp_path):
+    if route.HANDLERS["certificate-list"] is route._update:
+        pytest.skip("the certificate-list handler has not landed yet; it calls "
+                    "bot.decide.deadlines.satisfy(session, incident, 'certificate-list', …)")
+    pem = (tmp_path / "cert.pem")
+    from tests.smime_factory import make_ca
+    from tests.smime_factory import pem as to_pem
+
+    pem.write_bytes(to_pem(make_ca("leaf.example.com", slot=5).cert))
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        command(bot, sink, f"/request certificate-list due {DUE_DAY}", inc)
+        from email.message import EmailMessage
+
+        msg = EmailMessage()
+        msg["From"], msg["To"] = CA_CONTACT, "rootnotify@program.test"
+        msg["Subject"] = f"Re: [{inc}] certificate list"
+        msg.set_content("The list is attached.")
+        msg.add_attachment(pem.read_bytes(), maintype="application",
+                           subtype="x-pem-file", filename="certs.pem")
+        send(bot, msg.as_bytes())
+        sink.wait_for(lambda r: CA_CONTACT in r.recipients and "Request" not in r.subject
+                      and "Notification" not in r.subject)
+        assert deadline(show(bot, inc), "certificate-list", "satisfied")
+
+
+def test_an_update_satisfies_an_information_request_and_the_receipt_says_so(tmp_path):
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        command(bot, sink, f"/request info due {DUE_DAY}: the number of affected subscribers",
+                inc)
+        request = sink.wait_for(sink.to(CA_CONTACT, "Request"))[0]
+        assert "the number of affected subscribers" in request.body
+        send(bot, make_mail(CA_CONTACT, f"Re: [{inc}] Request", "About 40 subscribers.\n"))
+        receipt = sink.wait_for(sink.to(CA_CONTACT, "Update recorded"))[0]
+        assert "This satisfies: the information requested" in receipt.body
+        assert deadline(show(bot, inc), "info", "satisfied")
+        tick(bot, DUE + timedelta(days=3))
+        assert reminders(sink) == 0
+
+
+def test_an_investigative_report_is_recognised_by_its_name(tmp_path):
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        command(bot, sink, "/request investigative-report", inc)
+        send(bot, make_mail(CA_CONTACT, f"Re: [{inc}] progress", "Still looking.\n"))
+        sink.wait_for(sink.to(CA_CONTACT, "Update recorded"))
+        assert deadline(show(bot, inc), "investigative-report", "open")
+        send(bot, make_mail(CA_CONTACT, f"Re: [{inc}] Investigative report", "Our findings…\n"))
+        sink.wait_for(sink.to(CA_CONTACT, "Update recorded"), count=2)
+        assert deadline(show(bot, inc), "investigative-report", "satisfied")
+
+
+def test_2019_03_after_24_hours_without_a_request_the_ca_reports_as_it_discovers(tmp_path):
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        tick(bot, NOW + timedelta(hours=23))
+        assert show(bot, inc)["reports_mode"] is None
+        tick(bot, NOW + timedelta(hours=24, minutes=1))
+        data = show(bot, inc)
+        assert data["reports_mode"] == "as-discovered"
+        assert any(e["kind"] == "reports-as-discovered" and e["rule"] == "R3"
+                   for e in data["events"])
+        assert data["deadlines"] == []
+
+
+def test_2019_03_periodic_reports_every_7_days_the_next_due_when_one_arrives(tmp_path):
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        command(bot, sink, "/request reports every 7d", inc)
+        first = deadline(show(bot, inc), "periodic-report", "open")
+        assert first[0]["due_at"] == "2026-12-03T12:00:00+00:00"
+        tick(bot, NOW + timedelta(days=2))
+        assert show(bot, inc)["reports_mode"] == "every"  # the request came within 24 h
+        send(bot, make_mail(CA_CONTACT, f"Re: [{inc}] weekly report", "All revoked.\n"))
+        sink.wait_for(sink.to(CA_CONTACT, "Update recorded"))
+        data = show(bot, inc)
+        assert len(deadline(data, "periodic-report", "satisfied")) == 1
+        nxt = deadline(data, "periodic-report", "open")
+        assert nxt[0]["due_at"] == "2026-12-05T12:00:00+00:00"  # 7 days after the report
+
+
+def test_2026_02_an_update_is_due_every_24_hours_until_closed(tmp_path):
+    with story_bot(tmp_path, NOW, ruleset="2026-02") as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        tick(bot, NOW + timedelta(minutes=1))
+        data = show(bot, inc)
+        assert data["reports_mode"] == "daily-update"
+        assert deadline(data, "update", "open")[0]["due_at"] == "2026-11-27T12:00:00+00:00"
+        tick(bot, NOW + timedelta(hours=24))
+        sink.wait_for(sink.to(CA_CONTACT, "Overdue: the daily update"))
+        sink.wait_for(sink.to(STAFF, "Escalation"))
+        send(bot, make_mail(CA_CONTACT, f"Re: [{inc}] update", "Revocation finished.\n"))
+        receipt = sink.wait_for(sink.to(CA_CONTACT, "Update recorded"))[0]
+        assert "the daily update" in receipt.body
+        data = show(bot, inc)
+        assert deadline(data, "update", "open")[0]["due_at"] == "2026-11-28T12:00:00+00:00"
+        command(bot, sink, "/close", inc)
+        assert deadline(show(bot, inc), "update", "open") == []
+        before = reminders(sink)
+        tick(bot, NOW + timedelta(days=5))
+        assert reminders(sink) == before
+
+
+def test_the_daily_digest_lists_overdue_and_due_soon_without_an_incident_tag(tmp_path):
+    early = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)  # before the digest hour (8)
+    with story_bot(tmp_path, early) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        command(bot, sink, "/request certificate-list due 2026-11-27", inc)
+        command(bot, sink, "/request final-report due 2026-12-01", inc)
+        tick(bot, datetime(2026, 11, 28, 9, 0, tzinfo=UTC))
+        digest = sink.wait_for(sink.to(STAFF, "Daily digest 2026-11-28"))[0]
+        assert "[INC-" not in digest.subject
+        overdue, _, soon = digest.body.partition("Due within a week")
+        assert f"{inc}: the list of mis-issued certificates" in overdue
+        assert f"{inc}: the final incident report" in soon
+        tick(bot, datetime(2026, 11, 28, 15, 0, tzinfo=UTC))  # once a day
+        assert count(sink, lambda r: "Daily digest 2026-11-28" in r.subject) == 1
