@@ -252,15 +252,17 @@ def open_proposals(session: Session, incident_id: str | None = None,
     return session.exec(query.order_by(col(Proposal.received_at)).limit(limit)).all()
 
 
+# "Since" includes the instant itself: an event at the very time of the last
+# digest may be listed twice, but is never left out.
 def events_of_kind_since(session: Session, kind: str, since: datetime,
                          limit: int) -> Sequence[Event]:
-    return session.exec(select(Event).where(col(Event.at) > since, Event.kind == kind)
+    return session.exec(select(Event).where(col(Event.at) >= since, Event.kind == kind)
                         .order_by(col(Event.at)).limit(limit)).all()
 
 
 def quarantined_since(session: Session, since: datetime, limit: int) -> Sequence[InboundMessage]:
     return session.exec(select(InboundMessage).where(col(InboundMessage.quarantined).is_(True),
-                                                     col(InboundMessage.received_at) > since)
+                                                     col(InboundMessage.received_at) >= since)
                         .order_by(col(InboundMessage.received_at)).limit(limit)).all()
 
 
