@@ -1,0 +1,154 @@
+"""Measure IMAP intake (messages per second) against a bare imapclient fetch of the same folder.
+
+A throwaway Dovecot on loopback (as in the tests) holds N messages. The bare
+rate is what no poller can beat: select, search, then `BODY.PEEK[]` fetches
+in the same batch size, nothing else. The poller's rate includes everything
+intake does: sizes, fetch, a committed store per message (SQLite,
+synchronous=FULL), MOVE to the processed folder, and its state rows. The bare
+loop runs before and after the poller (over the same messages, then in the
+processed folder) and the faster of the two is the reference. Goal: the
+poller at least 0.5 of that.
+
+    python -m bench.imap [--messages 2000] [--batch-size 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import ssl
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from imapclient import IMAPClient
+
+from bot.clock import FixedClock
+from bot.config import load_config
+from bot.intake import imap as imap_module
+from bot.intake.imap import ImapPoller, connect
+from storage.db import Database, open_database
+from storage.rawstore import Arrival, StoreResult, store, store_batch
+from tests.dovecot import Dovecot, _self_signed
+from tests.harness import CA_CONTACT, COMPLETE_FORM, free_port, make_mail, write_config
+
+GOAL_RATIO = 0.5
+PASSWORD_ENV = "ROOTNOTIFY_BENCH_IMAP_PASSWORD"
+
+
+def _messages(count: int) -> list[bytes]:
+    # A notification form plus some text: ~2.5 KB, the size of a typical CA mail.
+    filler = "Further details of the incident follow in this paragraph. " * 12
+    return [make_mail(CA_CONTACT, f"Security incident notification {n}",
+                      COMPLETE_FORM + "\n" + filler + "\n",
+                      message_id=f"<bench-{n}@exampleca.test>") for n in range(count)]
+
+
+def _bare_rate(server: Dovecot, folder: str, batch_size: int) -> tuple[float, int]:
+    ctx = ssl.create_default_context(cafile=str(server.cert))
+    started = time.perf_counter()
+    with IMAPClient(server.host, port=server.imaps_port, ssl=True, ssl_context=ctx) as c:
+        c.login(server.user, server.password)
+        c.select_folder(folder, readonly=True)
+        uids = sorted(c.search("ALL"))
+        got = 0
+        for start in range(0, len(uids), batch_size):
+            data = c.fetch(uids[start:start + batch_size], [b"BODY.PEEK[]"])
+            got += sum(1 for item in data.values() if b"BODY[]" in item)
+    elapsed = time.perf_counter() - started
+    return got / elapsed, got
+
+
+def _batch_store_rate(work: Path, raws: list[bytes], batch_size: int) -> float:
+    """What the store would cost with one transaction per batch (a rawstore design option)."""
+    db = open_database(f"sqlite:///{work / 'batch.db'}")
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    started = time.perf_counter()
+    for i in range(0, len(raws), batch_size):
+        with db.write() as session:
+            store_batch(session, [Arrival(r, "imap", now) for r in raws[i:i + batch_size]])
+    elapsed = time.perf_counter() - started
+    db.dispose()
+    return len(raws) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=50)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="rootnotify-bench-imap-"))
+    work.chmod(0o711)  # Dovecot's mail user must reach its maildir when we are root
+    server_root = work / "dovecot"
+    server_root.mkdir()
+    cert, _key = _self_signed(server_root)
+    server = Dovecot(root=server_root, imaps_port=free_port(), imap_port=free_port(), cert=cert)
+    server.start()
+    try:
+        raws = _messages(args.messages)
+        with server.client() as c:
+            for raw in raws:
+                c.append("INBOX", raw)
+        print(f"{len(raws)} messages of ~{sum(map(len, raws)) // len(raws)} bytes in INBOX; "
+              f"batch size {args.batch_size}")
+
+        bare_before, n1 = _bare_rate(server, "INBOX", args.batch_size)
+
+        os.environ[PASSWORD_ENV] = server.password
+        bot_dir = work / "bot"
+        bot_dir.mkdir()
+        config = load_config(write_config(bot_dir, smtp_port=free_port(), relay_port=free_port(),
+                                          imap=f"""enabled = true
+host = "{server.host}"
+port = {server.imaps_port}
+username = "{server.user}"
+password_env = "{PASSWORD_ENV}"
+batch_size = {args.batch_size}
+ca_file = "{cert}"
+"""))
+        db = open_database(config.storage_url)
+        poller = ImapPoller(config, db, FixedClock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC)))
+        stored_seconds = [0.0]
+
+        def timed_store(db: Database, arrival: Arrival) -> StoreResult:
+            began = time.perf_counter()
+            try:
+                return store(db, arrival)
+            finally:
+                stored_seconds[0] += time.perf_counter() - began
+
+        imap_module.store = timed_store  # type: ignore[assignment]
+        client = connect(config.imap)
+        try:
+            poller._ensure_folder(client, config.imap.processed_folder)
+            started = time.perf_counter()
+            taken = poller.poll_once(client)
+            elapsed = time.perf_counter() - started
+        finally:
+            client.logout()
+        db.dispose()
+        ours = taken / elapsed
+
+        bare_after, n2 = _bare_rate(server, "Processed", args.batch_size)
+        bare = max(bare_before, bare_after)
+        assert n1 == n2 == taken == poller.stored == len(raws), (n1, n2, taken, poller.stored)
+        assert server.count("INBOX") == 0
+        print(f"bare imapclient fetch: {bare_before:,.0f} msg/s (INBOX), "
+              f"{bare_after:,.0f} msg/s (Processed)")
+        print(f"rootnotify intake:     {ours:,.0f} msg/s ({taken} stored and moved in "
+              f"{elapsed:.2f} s)")
+        print(f"  of which rawstore.store (one committed transaction per message): "
+              f"{stored_seconds[0]:.2f} s, {taken / stored_seconds[0]:,.0f} msg/s")
+        ratio = ours / bare
+        verdict = "met" if ratio >= GOAL_RATIO else "MISSED"
+        print(f"ratio {ratio:.2f} (goal >= {GOAL_RATIO}): {verdict}")
+        print(f"for comparison, rawstore.store_batch, one transaction per {args.batch_size}: "
+              f"{_batch_store_rate(work, raws, args.batch_size):,.0f} msg/s")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
