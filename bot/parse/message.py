@@ -2,7 +2,9 @@
 
 mail-parser does the MIME walk and the decoding; this module turns its
 dicts into typed objects and never raises on malformed input: whatever could
-not be read is listed in `defects`.
+not be read is listed in `defects`, and what lay past a limit of
+`bot.parse.limits` (size, parts, depth, headers, attachments) in
+`limits_exceeded`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import Message
+from email.parser import BytesHeaderParser, BytesParser
+from email.policy import compat32
 
 import mailparser
+
+from bot.parse.limits import DEFAULT_LIMITS, MessageLimits
 
 log = logging.getLogger("rootnotify.parse")
 
@@ -59,6 +65,8 @@ class ParsedMessage:
     text_html: str
     attachments: list[Attachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    # Limits passed (bot.parse.limits), one sentence each saying what was not read.
+    limits_exceeded: list[str] = field(default_factory=list)
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (case-insensitive), decoded."""
@@ -125,8 +133,8 @@ def parse_date(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        parsed = email.utils.parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError, AttributeError, OverflowError):
         return None
     if parsed is None:
         return None
@@ -139,7 +147,7 @@ def parse_date(value: str | None) -> datetime | None:
 def _headers_of(msg: Message) -> list[tuple[str, str]]:
     out = []
     for key, value in msg.raw_items() if hasattr(msg, "raw_items") else msg.items():
-        out.append((str(key), decode_header_value(value)))
+        out.append((str(key), decode_header_value(_text(value))))
     return out
 
 
@@ -159,26 +167,129 @@ def _attachment_bytes(item: dict) -> bytes:
         return payload.encode("utf-8", "replace")
 
 
-def parse_message(raw: bytes) -> ParsedMessage:
-    """Parse `raw`; never raises for malformed mail (defects are recorded instead)."""
-    defects: list[str] = []
+def _text(value: object) -> str | None:
+    """A header value as `str`: compat32 returns `email.header.Header` for raw 8-bit values."""
+    if value is None:
+        return None
     try:
-        mp = mailparser.parse_from_bytes(raw)
-        msg: Message = mp.message
+        return str(value)
+    except Exception:  # a Header with undecodable chunks
+        return None
+
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_FIELD_START = re.compile(rb"^[^ \t\r\n]", re.MULTILINE)
+
+
+def _limit_head(raw: bytes, limits: MessageLimits, exceeded: list[str]) -> bytes:
+    """`raw` with its header block cut to the header-count and line-length limits."""
+    split = _HEAD_END.search(raw)
+    head, rest = (raw[: split.start()], raw[split.start():]) if split else (raw, b"")
+    lines = head.splitlines(keepends=True)
+    long_lines = 0
+    fields = 0
+    kept: list[bytes] = []
+    for line in lines:
+        if _FIELD_START.match(line):
+            fields += 1
+            if fields > limits.max_headers:
+                exceeded.append(f"header fields: more than {limits.max_headers}; "
+                                f"the fields after the {limits.max_headers}th were not read")
+                break
+        if len(line) > limits.max_header_line:
+            long_lines += 1
+            ending = b"\r\n" if line.endswith(b"\r\n") else b"\n"
+            line = line[: limits.max_header_line] + ending
+        kept.append(line)
+    if long_lines:
+        exceeded.append(f"header line length: {long_lines} line(s) longer than "
+                        f"{limits.max_header_line} characters were cut")
+    if not long_lines and fields <= limits.max_headers:
+        return raw
+    return b"".join(kept) + rest
+
+
+def _prune(msg: Message, limits: MessageLimits, exceeded: list[str]) -> None:
+    """Cut the MIME tree in place to the part-count and depth limits (document order kept)."""
+    count = 0
+    too_deep = 0
+    cut_at: int | None = None
+    # (part, depth, parent's payload list, index in it); children pushed reversed
+    # so that parts are visited in document order, without recursion.
+    stack: list[tuple[Message, int, list | None, int]] = [(msg, 0, None, 0)]
+    while stack:
+        part, depth, siblings, index = stack.pop()
+        if count >= limits.max_parts:
+            if siblings is not None:
+                del siblings[index:]
+            cut_at = count
+            continue
+        count += 1
+        payload = part._payload  # compat32: a list for multipart/* and message/*
+        if not isinstance(payload, list) or not payload:
+            continue
+        if depth >= limits.max_depth:
+            too_deep += 1
+            part._payload = []
+            continue
+        for i in range(len(payload) - 1, -1, -1):
+            child = payload[i]
+            if isinstance(child, Message):
+                stack.append((child, depth + 1, payload, i))
+    if cut_at is not None:
+        exceeded.append(f"MIME parts: more than {limits.max_parts}; "
+                        f"the parts after the {limits.max_parts}th were not read")
+    if too_deep:
+        exceeded.append(f"MIME nesting depth: {too_deep} part(s) nested deeper than "
+                        f"{limits.max_depth} levels were not read")
+
+
+def parse_message(raw: bytes, limits: MessageLimits = DEFAULT_LIMITS) -> ParsedMessage:
+    """Parse `raw`; never raises for any input (defects and limits passed are recorded)."""
+    try:
+        return _parse(raw, limits)
+    except Exception as exc:  # the last line of defence: a bug must not stop the pipeline
+        log.exception("parse_message failed; keeping an empty parse")
+        return _empty(f"message unreadable: {type(exc).__name__}: {exc}")
+
+
+def _empty(defect: str) -> ParsedMessage:
+    return ParsedMessage(message_id=None, from_address=None, from_display="", to=[], cc=[],
+                         reply_to=[], subject="", date=None, in_reply_to=[], references=[],
+                         headers=[], text_plain="", text_html="", defects=[defect])
+
+
+def _parse(raw: bytes, limits: MessageLimits) -> ParsedMessage:
+    defects: list[str] = []
+    exceeded: list[str] = []
+    if len(raw) > limits.max_message_bytes:
+        exceeded.append(f"message size: {len(raw)} bytes exceeds the limit of "
+                        f"{limits.max_message_bytes}; the rest was not read")
+        raw = raw[: limits.max_message_bytes]
+    raw = _limit_head(raw, limits, exceeded)
+    try:
+        msg: Message = BytesParser(policy=compat32).parsebytes(raw)
+        _prune(msg, limits, exceeded)
+        mp = mailparser.MailParser(msg)
         text_plain = "\n".join(mp.text_plain)
         text_html = "\n".join(mp.text_html)
         raw_attachments = list(mp.attachments)
         defects.extend(str(d) for d in (mp.defects_categories or []))
-    except Exception as exc:  # mail-parser raises many types on hostile input
-        log.warning("mail-parser failed (%s); falling back to the header block only", exc)
+    except Exception as exc:  # mail-parser and the stdlib raise many types on hostile input
+        log.warning("MIME parsing failed (%s); falling back to the header block only", exc)
+        if isinstance(exc, RecursionError) or isinstance(exc.__cause__, RecursionError):
+            exceeded.append("MIME nesting depth: too deep to parse; the body was not read")
         defects.append(f"unparseable MIME structure: {type(exc).__name__}: {exc}")
-        import email as _email
-
-        msg = _email.message_from_bytes(raw)
+        msg = BytesHeaderParser(policy=compat32).parsebytes(raw)
         text_plain = _fallback_text(msg)
         text_html = ""
         raw_attachments = []
 
+    if len(raw_attachments) > limits.max_attachments:
+        exceeded.append(f"attachments: {len(raw_attachments)} exceeds the limit of "
+                        f"{limits.max_attachments}; the attachments after the "
+                        f"{limits.max_attachments}th were not read")
+        raw_attachments = raw_attachments[: limits.max_attachments]
     attachments = []
     for item in raw_attachments:
         try:
@@ -192,28 +303,40 @@ def parse_message(raw: bytes) -> ParsedMessage:
         except Exception as exc:  # a single broken part must not lose the others
             defects.append(f"attachment unreadable: {exc}")
 
-    from_value = msg.get("From")
+    def get(name: str) -> str | None:
+        try:
+            return _text(msg.get(name))
+        except Exception:
+            return None
+
+    from_value = get("From")
     from_addrs = parse_addresses(decode_header_value(from_value) if from_value else None)
     try:
         display = email.utils.parseaddr(decode_header_value(from_value))[0] if from_value else ""
     except (RecursionError, ValueError, IndexError):
         display = ""
+    try:
+        headers = _headers_of(msg)
+    except Exception as exc:
+        defects.append(f"headers unreadable: {type(exc).__name__}")
+        headers = []
     return ParsedMessage(
-        message_id=(message_ids(msg.get("Message-ID")) or [None])[0],
+        message_id=(message_ids(get("Message-ID")) or [None])[0],
         from_address=from_addrs[0] if from_addrs else None,
         from_display=display,
-        to=parse_addresses(decode_header_value(msg.get("To"))),
-        cc=parse_addresses(decode_header_value(msg.get("Cc"))),
-        reply_to=parse_addresses(decode_header_value(msg.get("Reply-To"))),
-        subject=decode_header_value(msg.get("Subject")),
-        date=parse_date(msg.get("Date")),
-        in_reply_to=message_ids(msg.get("In-Reply-To")),
-        references=message_ids(decode_header_value(msg.get("References"))),
-        headers=_headers_of(msg),
+        to=parse_addresses(decode_header_value(get("To"))),
+        cc=parse_addresses(decode_header_value(get("Cc"))),
+        reply_to=parse_addresses(decode_header_value(get("Reply-To"))),
+        subject=decode_header_value(get("Subject")),
+        date=parse_date(get("Date")),
+        in_reply_to=message_ids(get("In-Reply-To")),
+        references=message_ids(decode_header_value(get("References"))),
+        headers=headers,
         text_plain=text_plain,
         text_html=text_html,
         attachments=attachments,
         defects=defects,
+        limits_exceeded=exceeded,
     )
 
 
