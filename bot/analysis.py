@@ -53,10 +53,12 @@ def _with_inner(outer: ParsedMessage, inner_raw: bytes) -> ParsedMessage:
 
 def analyze(raw: bytes, config: Config, trust: Trust, *, received_at: datetime,
             envelope_from: str | None) -> Analysis:
-    message = parse_message(raw)
+    message = parse_message(raw, config.limits)
     problems = list(message.defects)
     smime = verify_message(raw, anchors=_anchors_for(config, trust, message.from_address),
-                           at=received_at, from_address=message.from_address)
+                           at=received_at, from_address=message.from_address,
+                           decryption_key=trust.decryption_key,
+                           decryption_certificate=trust.decryption_certificate)
     if smime.content is not None:
         message = _with_inner(message, smime.content)
     automatic = judge(message, envelope_from, loop_marker=config.bot.loop_marker)

@@ -18,6 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import ConfigError
+from bot.parse.archives import ArchiveLimits
+from bot.parse.limits import DEFAULT_LIMITS, MessageLimits
 from bot.rules.rulesets import DEFAULT_RULESET, RULESETS, Ruleset, get_ruleset
 
 REQUIRED = object()
@@ -45,6 +47,10 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "max_recipients": (int, 50),
         "tls_certificate": (str, ""),
         "tls_key": (str, ""),
+        # Commands of one kind allowed per session (aiosmtpd command_call_limit):
+        # a real client sends a few RCPT per mail and reuses a session for
+        # hundreds of mails at most; a peer spinning on NOOP/RSET is cut off.
+        "command_call_limit": (int, 1000),
     },
     "imap": {
         "enabled": (bool, False),
@@ -79,6 +85,15 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "addresses": (list, []),
         "auth": (str, "smime"),
         "certificates": (list, []),
+    },
+    "limits": {
+        "max_mime_parts": (int, DEFAULT_LIMITS.max_parts),
+        "max_mime_depth": (int, DEFAULT_LIMITS.max_depth),
+        "max_header_fields": (int, DEFAULT_LIMITS.max_headers),
+        "max_header_line": (int, DEFAULT_LIMITS.max_header_line),
+        "max_attachments": (int, DEFAULT_LIMITS.max_attachments),
+        "max_decompressed_bytes": (int, DEFAULT_LIMITS.archive.max_decompressed_bytes),
+        "max_compression_ratio": (int, int(DEFAULT_LIMITS.archive.max_ratio)),
     },
     "scheduler": {
         "interval": (int, 30),
@@ -120,6 +135,7 @@ class SmtpConfig:
     max_recipients: int
     tls_certificate: Path | None
     tls_key: Path | None
+    command_call_limit: int = 1000
 
 
 @dataclass(frozen=True)
@@ -190,6 +206,8 @@ class Config:
     staff: StaffConfig
     cas: tuple[CaConfig, ...]
     scheduler: SchedulerConfig
+    # [limits], with [smtp] max_message_size as the message size.
+    limits: MessageLimits = DEFAULT_LIMITS
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def ca_by_name(self, name: str) -> CaConfig | None:
@@ -303,9 +321,9 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
         raise ConfigError(f"{path}: [bot] address: missing required key")
     sections = {name: reader.table(name, data.get(name, {}), schema)
                 for name, schema in SCHEMA.items()}
-    b, st, sm, im, out, staff, sch = (sections[k] for k in
-                                      ("bot", "storage", "smtp", "imap", "outgoing",
-                                       "staff", "scheduler"))
+    b, st, sm, im, out, staff, sch, lim = (sections[k] for k in
+                                           ("bot", "storage", "smtp", "imap", "outgoing",
+                                            "staff", "scheduler", "limits"))
 
     try:
         tz = ZoneInfo(b["timezone"])
@@ -336,6 +354,12 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
             raise ConfigError(f"{reader.where(key, 'port')}: {port} is not a TCP port")
     if sm["max_message_size"] <= 0:
         raise ConfigError(f"{reader.where('smtp', 'max_message_size')}: must be positive")
+
+    for key, value in lim.items():
+        if value <= 0:
+            raise ConfigError(f"{reader.where('limits', key)}: must be positive")
+    if sm["command_call_limit"] <= 0:
+        raise ConfigError(f"{reader.where('smtp', 'command_call_limit')}: must be positive")
 
     imap_password = env.get(im["password_env"]) if im["password_env"] else None
     if im["enabled"] and not imap_password:
@@ -380,6 +404,7 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
             tls_certificate=reader.optional_path("smtp", "tls_certificate",
                                                  sm["tls_certificate"]),
             tls_key=reader.optional_path("smtp", "tls_key", sm["tls_key"]),
+            command_call_limit=sm["command_call_limit"],
         ),
         imap=ImapConfig(
             enabled=im["enabled"], host=im["host"], port=im["port"], ssl=im["ssl"],
@@ -415,6 +440,16 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
             overdue_every=_duration(sch["overdue_every"],
                                     reader.where("scheduler", "overdue_every")),
             digest_hour=sch["digest_hour"],
+        ),
+        limits=MessageLimits(
+            max_message_bytes=sm["max_message_size"],
+            max_parts=lim["max_mime_parts"],
+            max_depth=lim["max_mime_depth"],
+            max_headers=lim["max_header_fields"],
+            max_header_line=lim["max_header_line"],
+            max_attachments=lim["max_attachments"],
+            archive=ArchiveLimits(max_decompressed_bytes=lim["max_decompressed_bytes"],
+                                  max_ratio=float(lim["max_compression_ratio"])),
         ),
         raw=data,
     )

@@ -148,6 +148,7 @@ async def start_smtp_server(
             enable_SMTPUTF8=True,
             tls_context=context,
             timeout=SMTP_TIMEOUT_SECONDS,
+            command_call_limit=config.smtp.command_call_limit,
             loop=loop,
         )
 
