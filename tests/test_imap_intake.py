@@ -11,6 +11,7 @@ poller's counters, never by sleeping.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,8 @@ from bot.app import Service
 from bot.clock import FixedClock
 from bot.config import load_config
 from bot.health import health
-from bot.intake.imap import ImapLoginRefused, ImapPoller, ImapUnavailable, check_login
+from bot.intake.imap import ImapLoginRefused, ImapPoller, ImapUnavailable, check_login, connect
+from storage.db import open_database
 from storage.models import STATE_STORED, InboundMessage
 from tests.dovecot import Dovecot, dovecot_server  # noqa: F401  (the `dovecot` fixture)
 from tests.harness import (
@@ -331,3 +333,55 @@ def test_unreachable_server_at_start_only_warns(tmp_path, sink):
                                         f'password_env = "{PASSWORD_ENV}"')).imap
     with pytest.raises(ImapUnavailable, match="connection refused"):
         check_login(cfg)
+
+
+class CountingClient:
+    """A logged-in client that records every UID a body was fetched for."""
+
+    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+        self._client = client
+        self.body_fetches: list[list[int]] = []
+
+    def fetch(self, uids, items):  # type: ignore[no-untyped-def]
+        if b"BODY.PEEK[]" in items:
+            self.body_fetches.append(list(uids))
+        return self._client.fetch(uids, items)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._client, name)
+
+
+def test_a_10000_message_folder_is_taken_in_batches_and_never_fetched_twice(tmp_path, dovecot,
+                                                                            sink):
+    total, batch_size = 10_000, 100
+    with dovecot.client() as c:
+        for start in range(0, total, 500):  # MULTIAPPEND: one command per 500 messages
+            c.multiappend("INBOX", [plain(n) for n in range(start, start + 500)])
+    path = write_config(tmp_path, smtp_port=free_port(), relay_port=sink.port,
+                        imap=imap_table(dovecot, batch_size=batch_size))
+    config = load_config(path)
+    db = open_database(config.storage_url)
+    poller = ImapPoller(config, db, FixedClock(NOW))
+    stop = threading.Event()
+    halfway = total // 2
+
+    def stop_halfway() -> None:  # the bot is stopped in the middle of the import
+        if poller.stored == halfway:
+            stop.set()
+
+    poller.on_stored = stop_halfway
+    fetched: list[list[int]] = []
+    for _run in range(3):  # stopped halfway; the rest; then nothing is left
+        client = CountingClient(connect(config.imap))
+        poller._ensure_folder(client._client, config.imap.processed_folder)
+        poller.poll_once(client, stop)  # type: ignore[arg-type]
+        client.logout()
+        fetched += client.body_fetches
+        stop.clear()
+    db.dispose()
+
+    uids = [u for batch in fetched for u in batch]
+    assert max(len(batch) for batch in fetched) <= batch_size  # never the folder in memory
+    assert len(uids) == len(set(uids)) == total  # no UID fetched twice
+    assert (poller.stored, poller.duplicates) == (total, 0)
+    assert dovecot.count("INBOX") == 0 and dovecot.count("Processed") == total
