@@ -1,4 +1,4 @@
-"""The certificates the config names, loaded once: CA anchors, staff certificates, roots."""
+"""The certificates and keys the config names, loaded once: anchors, staff, roots, our own keys."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from bot.config import Config
 from bot.errors import ConfigError
@@ -45,6 +46,14 @@ class Trust:
     ca_anchors: dict[str, tuple[x509.Certificate, ...]] = field(default_factory=dict)
     staff: tuple[x509.Certificate, ...] = ()
     roots: dict[str, tuple[Root, ...]] = field(default_factory=dict)
+    # [outgoing] decryption_key/_certificate: opens mail CAs encrypt to the program.
+    decryption_key: PrivateKeyTypes | None = None
+    decryption_certificate: x509.Certificate | None = None
+    # [outgoing] signing_key/_certificate: signs every mail we send. The
+    # certificate file's first certificate is ours; any others are its chain.
+    signing_key: PrivateKeyTypes | None = None
+    signing_certificate: x509.Certificate | None = None
+    signing_chain: tuple[x509.Certificate, ...] = ()
 
 
 def _root(cert: x509.Certificate) -> Root:
@@ -57,8 +66,42 @@ def _root(cert: x509.Certificate) -> Root:
                 subject=subject)
 
 
+def load_private_key(path: Path) -> PrivateKeyTypes:
+    """An unencrypted private key in PEM (PKCS#8 or traditional) or DER."""
+    from cryptography.hazmat.primitives.serialization import (
+        load_der_private_key,
+        load_pem_private_key,
+    )
+
+    data = path.read_bytes()
+    try:
+        if b"-----BEGIN" in data:
+            return load_pem_private_key(data, password=None)
+        return load_der_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: no unencrypted private key could be read: {exc}") from exc
+
+
+def _key_pair(key: Path | None, certificate: Path | None, what: str
+              ) -> tuple[PrivateKeyTypes | None, list[x509.Certificate]]:
+    if key is None and certificate is None:
+        return None, []
+    if key is None or certificate is None:
+        raise ConfigError(f"[outgoing] {what}_key and {what}_certificate must be set together")
+    return load_private_key(key), load_certificate_file(certificate)
+
+
 def load_trust(config: Config) -> Trust:
+    out = config.outgoing
+    decryption_key, decryption_certs = _key_pair(out.decryption_key,
+                                                 out.decryption_certificate, "decryption")
+    signing_key, signing_certs = _key_pair(out.signing_key, out.signing_certificate, "signing")
     return Trust(
+        decryption_key=decryption_key,
+        decryption_certificate=decryption_certs[0] if decryption_certs else None,
+        signing_key=signing_key,
+        signing_certificate=signing_certs[0] if signing_certs else None,
+        signing_chain=tuple(signing_certs[1:]),
         ca_anchors={ca.name: tuple(c for p in ca.smime_anchors for c in load_certificate_file(p))
                     for ca in config.cas},
         staff=tuple(c for p in config.staff.certificates for c in load_certificate_file(p)),
