@@ -87,6 +87,9 @@ def classify(session: Session, config: Config, analysis: Analysis) -> Classifica
         return Classification(ROLE_UNKNOWN, None, incident, "other",
                               f"sender {sender or '(none)'} is no CA contact or staff")
 
+    if analysis.smime.status == "encrypted":  # unreadable: recorded, staff told, nobody answered
+        return Classification(ROLE_CA, ca, incident, "other",
+                              "encrypted mail, and no decryption key to open it")
     if incident is None:
         if analysis.form is not None:
             return Classification(ROLE_CA, ca, None, "notification", "form found")

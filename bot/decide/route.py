@@ -10,12 +10,14 @@ from sqlmodel import Session
 from bot.analysis import Analysis
 from bot.context import Context
 from bot.decide.alerts import alert_staff
+from bot.decide.certificates import handle_certificate_list
 from bot.decide.classify import ROLE_CA, ROLE_UNKNOWN, Classification, classify
 from bot.decide.commands import handle_command
 from bot.decide.incidents import apply_update, open_incident
 from bot.decide.mail import send_blank_form
 from bot.decide.proposals import handle_proposal
 from bot.decide.reports import handle_final_report
+from bot.decide.signatures import alert_on_signature
 from bot.decide.updates import handle_update
 from storage.models import Event, InboundMessage
 
@@ -72,7 +74,7 @@ def _record_only(session: Session, ctx: Context, inbound: InboundMessage, analys
 HANDLERS: dict[str, Handler] = {
     "notification": _notification,
     "update": handle_update,
-    "certificate-list": _update,
+    "certificate-list": handle_certificate_list,
     "final-report": handle_final_report,
     "proposal": handle_proposal,
     "form-request": _form_request,
@@ -98,6 +100,7 @@ def act(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analy
     if cls.incident is not None:
         inbound.incident_id = cls.incident.id
     HANDLERS[cls.kind](session, ctx, inbound, analysis, cls)
+    alert_on_signature(session, ctx, inbound, analysis, cls)
     log.info("message %s (%s) from %s: %s%s", inbound.id, message.message_id,
              message.from_address, cls.kind,
              f" in {inbound.incident_id}" if inbound.incident_id else "")

@@ -2,7 +2,9 @@
 
 The row is the promise: it is written in the same transaction as the state
 change that caused it, and the sender delivers it later, at least once, with
-the Message-ID fixed here.
+the Message-ID fixed here. When `[outgoing] signing_key` is configured the
+mail is S/MIME-signed here, at compose time, so the stored bytes are exactly
+what is sent (every retry sends the same signed bytes, same Message-ID).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from sqlmodel import Session
 
 from bot.context import Context
 from bot.outbox.render import MailSpec, compose
+from bot.outbox.signing import sign_message
 from storage.models import OUT_QUEUED, Event, OutboundMessage
 
 log = logging.getLogger("rootnotify.outbox")
@@ -33,6 +36,14 @@ def enqueue(session: Session, ctx: Context, spec: MailSpec,
         log.warning("%s mail for %s has no valid recipient; not queued",
                     spec.kind, spec.incident_id or "-")
         return None
+    data = composed.data
+    trust = ctx.trust
+    if trust.signing_key is not None and trust.signing_certificate is not None:
+        # compose() writes bodies as quoted-printable and attachments as base64,
+        # CRLF, lines under 80 octets: the 7-bit form sign_message requires.
+        data = sign_message(data, certificate=trust.signing_certificate,
+                            private_key=trust.signing_key,  # type: ignore[arg-type]
+                            chain=trust.signing_chain)
     row = OutboundMessage(
         message_id=composed.message_id,
         incident_id=spec.incident_id,
@@ -40,7 +51,7 @@ def enqueue(session: Session, ctx: Context, spec: MailSpec,
         envelope_from=composed.envelope_from,
         recipients=",".join(composed.recipients),
         subject=composed.subject,
-        data=composed.data,
+        data=data,
         status=OUT_QUEUED,
         created_at=now,
         next_attempt_at=now,
