@@ -21,8 +21,9 @@ from pathlib import Path
 import jinja2
 
 from bot.clock import as_utc
+from bot.parse.bounces import verp_address
+from bot.rules.hygiene import LOOP_HEADER
 
-LOOP_HEADER = "X-Rootnotify-Loop"
 # The longest subject we send; longer incoming subjects are cut, not folded forever.
 MAX_SUBJECT_CHARS = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -108,12 +109,6 @@ def message_id_for(token: str, bot_address: str) -> str:
     return f"<rn.{token}@{bot_address.rpartition('@')[2]}>"
 
 
-def verp_for(token: str, bot_address: str) -> str:
-    """The envelope sender whose bounces name the outgoing mail they concern."""
-    local, _, domain = bot_address.rpartition("@")
-    return f"{local}+bounce-{token}@{domain}"
-
-
 def compose(
     spec: MailSpec, *, from_header: str, bot_address: str, loop_marker: str, at: datetime
 ) -> Composed:
@@ -150,7 +145,8 @@ def compose(
     recipients = list(dict.fromkeys([*_valid(spec.to), *_valid(spec.cc)]))
     return Composed(
         message_id=message_id,
-        envelope_from=verp_for(token, bot_address),
+        # The envelope sender whose bounces name the outgoing mail they concern.
+        envelope_from=verp_address(bot_address, token),
         recipients=recipients,
         subject=subject,
         data=msg.as_bytes(),
