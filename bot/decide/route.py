@@ -10,6 +10,7 @@ from sqlmodel import Session
 from bot.analysis import Analysis
 from bot.context import Context
 from bot.decide.alerts import alert_staff
+from bot.decide.bounces import handle_bounce
 from bot.decide.certificates import handle_certificate_list
 from bot.decide.classify import ROLE_CA, ROLE_UNKNOWN, Classification, classify
 from bot.decide.commands import handle_command
@@ -80,7 +81,7 @@ HANDLERS: dict[str, Handler] = {
     "form-request": _form_request,
     "command": handle_command,
     "auto-reply": _record_only,
-    "bounce": _record_only,
+    "bounce": handle_bounce,
     "other": _record_only,
 }
 

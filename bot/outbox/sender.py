@@ -148,8 +148,8 @@ def _mark_sent(ctx: Context, row: OutboundMessage) -> None:
     now = ctx.clock.now()
     with ctx.db.write() as session:
         fresh = session.get(OutboundMessage, row.id)
-        if fresh is None:
-            return
+        if fresh is None or fresh.status == OUT_FAILED:
+            return  # a bounce that came back before this mark already failed it
         fresh.status = OUT_SENT
         fresh.sent_at = now
         fresh.last_error = None
