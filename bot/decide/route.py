@@ -15,6 +15,7 @@ from bot.decide.certificates import handle_certificate_list
 from bot.decide.classify import ROLE_CA, ROLE_UNKNOWN, Classification, classify
 from bot.decide.commands import handle_command
 from bot.decide.incidents import apply_update, open_incident
+from bot.decide.limits import report_limits
 from bot.decide.mail import send_blank_form
 from bot.decide.proposals import handle_proposal
 from bot.decide.reports import handle_final_report
@@ -101,6 +102,7 @@ def act(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analy
     if cls.incident is not None:
         inbound.incident_id = cls.incident.id
     HANDLERS[cls.kind](session, ctx, inbound, analysis, cls)
+    report_limits(session, ctx, inbound, analysis, cls)
     alert_on_signature(session, ctx, inbound, analysis, cls)
     log.info("message %s (%s) from %s: %s%s", inbound.id, message.message_id,
              message.from_address, cls.kind,
