@@ -47,7 +47,10 @@ class Renderer:
         loaders.append(jinja2.FileSystemLoader(str(packaged_templates_dir())))
         self.env = jinja2.Environment(
             loader=jinja2.ChoiceLoader(loaders),
-            autoescape=jinja2.select_autoescape(["html", "htm"], default_for_string=False),
+            # Templates are named `*.html.j2`: match those, not only `*.html`,
+            # or an HTML template would render a sender's markup unescaped.
+            autoescape=jinja2.select_autoescape(["html", "htm", "html.j2", "htm.j2"],
+                                                default_for_string=False),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             trim_blocks=True,
