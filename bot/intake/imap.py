@@ -18,6 +18,7 @@ lost and nothing is processed twice. A changed UIDVALIDITY (the folder was
 recreated) resets `last_uid` to 0: everything still there is fetched again,
 and the dedup key keeps that safe. Mail is never deleted except by the move.
 
+Connecting and logging in live in `bot/intake/imapconn.py`.
 All imapclient work runs in one dedicated thread; the event loop only starts
 and stops it. IDLE waits in short `idle_check` slices so that `stop` is seen
 within about a second, and is renewed well before the server's timeout.
@@ -33,28 +34,39 @@ import contextlib
 import imaplib
 import logging
 import socket
-import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from imapclient import IMAPClient
-from imapclient.exceptions import LoginError
 
 from bot.clock import Clock, as_utc
-from bot.config import Config, ImapConfig
+from bot.config import Config
 from bot.errors import ConfigError, RootnotifyError
+from bot.intake.imapconn import (
+    ImapLoginRefused,
+    ImapUnavailable,
+    LoginCheck,
+    check_at_start,
+    check_login,
+    connect,
+    describe,
+    error_text,
+    logout,
+    peer_of,
+)
 from storage.db import Database
 from storage.models import ImapState
 from storage.rawstore import Arrival, store
 
 log = logging.getLogger("rootnotify.intake.imap")
 
-# A command the server does not answer within this long means a dead
-# connection: the "fetch that silently hangs for hours" users complain of.
-SOCKET_TIMEOUT_SECONDS = 60.0
+# What callers use from here (bot/app.py, the CLI, the tests) without knowing
+# that the connection lives in its own module.
+__all__ = ["ImapLoginRefused", "ImapPoller", "ImapUnavailable", "LoginCheck", "check_at_start",
+           "check_login", "connect"]
+
 # RFC 2177: servers may drop an IDLE after 30 minutes (Dovecot, Exchange: 29),
 # and NAT boxes forget silent connections sooner; renewing every 5 minutes
 # keeps the connection alive and doubles as a periodic full check.
@@ -71,97 +83,9 @@ BACKOFF_MAX_SECONDS = 300.0
 BATCH_MAX_BYTES = 32 * 1024 * 1024
 # How long `stop` waits for the poller thread before cutting its socket
 # (a command in flight against a silent server would otherwise hold shutdown
-# for up to SOCKET_TIMEOUT_SECONDS).
+# for up to imapconn.SOCKET_TIMEOUT_SECONDS).
 STOP_GRACE_SECONDS = 3.0
 DELETED = b"\\Deleted"
-
-
-class ImapUnavailable(RootnotifyError):
-    """The server could not be reached, or refused TLS, or is failing: try again later."""
-
-
-class ImapLoginRefused(ConfigError):
-    """The server refused the configured user name and password: a person must fix them."""
-
-
-@dataclass(frozen=True)
-class LoginCheck:
-    """What `check_login` found, for `check-config` to print."""
-
-    server: str
-    idle: bool
-    move: bool
-    folder_exists: bool
-    messages: int
-
-
-def _peer(cfg: ImapConfig) -> str:
-    return f"imap {cfg.username}@{cfg.host}:{cfg.port}"
-
-
-def _tls_context(cfg: ImapConfig) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
-
-
-def connect(cfg: ImapConfig) -> IMAPClient:
-    """A logged-in client: TLS on connect or STARTTLS, then LOGIN.
-
-    Raises ImapLoginRefused when the server says no to the credentials, and
-    ImapUnavailable for everything that may heal by itself (no route,
-    refused connection, TLS failure, "[UNAVAILABLE]" from the server).
-    """
-    peer = _peer(cfg)
-    client: IMAPClient | None = None
-    try:
-        client = IMAPClient(cfg.host, port=cfg.port, ssl=cfg.ssl,
-                            ssl_context=_tls_context(cfg) if cfg.ssl else None,
-                            timeout=SOCKET_TIMEOUT_SECONDS)
-        if cfg.starttls and not cfg.ssl:
-            client.starttls(_tls_context(cfg))
-        client.normalise_times = False  # INTERNALDATE with its offset, not local naive time
-        client.login(cfg.username, cfg.password or "")
-        return client
-    except LoginError as exc:
-        _close(client)
-        text = _text(exc)
-        if "[UNAVAILABLE]" in text.upper():
-            raise ImapUnavailable(f"{peer}: server temporarily unavailable: {text}") from exc
-        raise ImapLoginRefused(f"{peer}: login refused: {text} (check [imap] username and "
-                               f"the password in ${cfg.password_env})") from exc
-    except ssl.SSLError as exc:
-        _close(client)
-        raise ImapUnavailable(f"{peer}: TLS failed: {exc}") from exc
-    except (OSError, imaplib.IMAP4.error) as exc:
-        _close(client)
-        raise ImapUnavailable(f"{peer}: {_describe(exc)}") from exc
-
-
-def check_login(cfg: ImapConfig) -> LoginCheck:
-    """Connect, log in and look at the watched folder; for `serve` start and `check-config`."""
-    client = connect(cfg)
-    try:
-        exists = client.folder_exists(cfg.folder)
-        count = int(client.folder_status(cfg.folder, [b"MESSAGES"])[b"MESSAGES"]) if exists else 0
-        return LoginCheck(server=f"{cfg.host}:{cfg.port}", idle=client.has_capability("IDLE"),
-                          move=client.has_capability("MOVE"), folder_exists=exists,
-                          messages=count)
-    finally:
-        _logout(client)
-
-
-def check_at_start(cfg: ImapConfig) -> None:
-    """`serve` start: wrong credentials stop it; an unreachable server only warns.
-
-    A mail server that is down for maintenance must not keep SMTP intake from
-    starting; the poller keeps trying and alerts staff if it lasts.
-    """
-    try:
-        found = check_login(cfg)
-    except ImapUnavailable as exc:
-        log.warning("%s; the poller keeps trying", exc)
-        return
-    if not found.folder_exists:
-        log.warning("%s: folder %r does not exist (yet)", _peer(cfg), cfg.folder)
 
 
 class ImapPoller:
@@ -176,7 +100,7 @@ class ImapPoller:
         self.db = db
         self.clock = clock
         self.on_stored = on_stored
-        self.peer = _peer(self.cfg)
+        self.peer = peer_of(self.cfg)
         self.use_move: bool | None = None  # None: as the server's capabilities say
         self.stored = 0  # newly stored messages, for tests and the benchmark
         self.duplicates = 0
@@ -229,7 +153,7 @@ class ImapPoller:
                 self._record_failure(exc, self.failures, delay)
                 stop.wait(delay)
             finally:
-                _logout(self._client)
+                logout(self._client)
                 self._client = None
 
     def _interrupt(self) -> None:
@@ -344,7 +268,7 @@ class ImapPoller:
         try:
             self._move_to(client, uids, target, use_move)
         except imaplib.IMAP4.error as exc:
-            if "TRYCREATE" not in _text(exc).upper():
+            if "TRYCREATE" not in error_text(exc).upper():
                 raise
             self._ensure_folder(client, target)  # deleted while we were running
             self._move_to(client, uids, target, use_move)
@@ -372,7 +296,7 @@ class ImapPoller:
             client.create_folder(folder)
             log.info("%s: created folder %r", self.peer, folder)
         except imaplib.IMAP4.error as exc:
-            if "ALREADYEXISTS" not in _text(exc).upper():
+            if "ALREADYEXISTS" not in error_text(exc).upper():
                 raise
 
     # -- state -----------------------------------------------------------------
@@ -420,7 +344,7 @@ class ImapPoller:
         self.failures = 0
 
     def _record_failure(self, exc: BaseException, failures: int, delay: float) -> None:
-        text = _describe(exc)
+        text = describe(exc)
         expected = isinstance(exc, RootnotifyError | OSError | imaplib.IMAP4.error)
         # One line per failure; a traceback only for what we did not foresee.
         log.warning("%s: %s; retry %d in %.1f s", self.peer, text, failures, delay,
@@ -461,33 +385,3 @@ class ImapPoller:
                   int((self.clock.now() - since).total_seconds()))
 
 
-def _text(exc: BaseException) -> str:
-    text = exc.args[0] if exc.args else str(exc)
-    return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return f"no answer within {SOCKET_TIMEOUT_SECONDS:.0f} s"
-    if isinstance(exc, RootnotifyError):
-        return str(exc)
-    if isinstance(exc, imaplib.IMAP4.abort):
-        return f"connection lost: {_text(exc)}"
-    return f"{type(exc).__name__}: {_text(exc) or 'connection lost'}"
-
-
-def _close(client: IMAPClient | None) -> None:
-    if client is not None:
-        with contextlib.suppress(Exception):  # already broken; nothing more to release
-            client.shutdown()
-
-
-def _logout(client: IMAPClient | None) -> None:
-    if client is None:
-        return
-    try:
-        client.logout()
-    except Exception:  # a dead connection cannot say goodbye
-        _close(client)
