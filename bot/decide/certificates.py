@@ -89,12 +89,12 @@ def certificate_key(item: CertRecord) -> str | None:
     return None
 
 
-def _row(item: CertRecord, key: str, incident_id: str, inbound_id: int | None) -> dict[str, Any]:
-    return {"incident_id": incident_id, "key": key, "sha256": item.sha256, "serial": item.serial,
-            "issuer": item.issuer, "subject": item.subject, "dns_names": "\n".join(item.dns_names),
-            "not_before": item.not_before, "not_after": item.not_after,
-            "precertificate": item.precertificate, "crtsh_id": item.crtsh_id,
-            "inbound_id": inbound_id}
+def _row(item: CertRecord, key: str, incident_id: str,
+         inbound_id: int | None) -> tuple[Any, ...]:
+    """The row in storage.certificates.CERTIFICATE_COLUMNS order."""
+    return (incident_id, key, item.sha256, item.serial, item.issuer, item.subject,
+            "\n".join(item.dns_names), item.not_before, item.not_after, item.precertificate,
+            item.crtsh_id, inbound_id)
 
 
 def _reject(outcome: ListOutcome, item: RejectedLine) -> None:
@@ -108,7 +108,7 @@ def store_list(session: Session, incident_id: str, inbound_id: int | None,
     """Stream one attached list into Certificate and Domain rows, CHUNK_ROWS at a time."""
     started = time.perf_counter()
     outcome = ListOutcome(attachment.filename)
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     domains: set[str] = set()
 
     def flush() -> None:
