@@ -153,6 +153,9 @@ ssl = required
 ssl_cert = <{self.cert}
 ssl_key = <{self.cert.with_name('key.pem')}
 auth_mechanisms = plain login
+# Dovecot waits 2 s before answering a failed login (against guessing); the
+# wrong-password test need not wait.
+auth_failure_delay = 0
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {self.root}/passwd

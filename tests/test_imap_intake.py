@@ -142,8 +142,9 @@ def test_ca_form_in_the_mailbox_is_acknowledged_and_moved_to_processed(tmp_path,
         assert ack.subject.startswith("[INC-2026-0001] ")
         assert "met (received within 24 hours)" in ack.body  # INTERNALDATE is the receipt
 
-        eventually("the move", lambda: poller.moved == 1)
-        assert dovecot.count("INBOX") == 0
+        eventually("the move and its UID recorded",
+                   lambda: health(bot.ctx)["imap"]["INBOX"]["last_uid"] == 1)
+        assert poller.moved == 1 and dovecot.count("INBOX") == 0
         kept = dovecot.messages("Processed")  # created by the bot; the mail is intact
         assert len(kept) == 1 and kept[0].replace(b"\r\n", b"\n") == raw.replace(b"\r\n", b"\n")
 
@@ -230,9 +231,9 @@ def test_recreated_folder_new_uidvalidity_loses_nothing_and_repeats_nothing(tmp_
     dovecot.append_many([form(1), form(2)], folder="Intake")
     with imap_bot(tmp_path, dovecot, sink, folder="Intake") as (bot, poller):
         sink.wait_for(sink.to(CA_CONTACT, "Notification received"), count=2)
-        eventually("both moved", lambda: poller.moved == 2)
+        eventually("both moved and the UID recorded",
+                   lambda: health(bot.ctx)["imap"]["Intake"]["last_uid"] == 2)
         first = health(bot.ctx)["imap"]["Intake"]
-        assert first["last_uid"] == 2
 
         # The folder is deleted and recreated under the running bot: UIDs start
         # at 1 again, below the stored last_uid. Form 1 comes back, form 3 is new.
@@ -321,7 +322,8 @@ def test_an_unreachable_server_backs_off_records_the_error_and_alerts_staff_once
         dovecot.start()
         dovecot.append(form(1))
         sink.wait_for(sink.to(CA_CONTACT, "Notification received"))
-        assert health(bot.ctx)["imap"]["INBOX"]["last_error"] is None
+        eventually("the error to be cleared",
+                   lambda: health(bot.ctx)["imap"]["INBOX"]["last_error"] is None)
     assert len([r for r in sink.received if "IMAP intake failing" in r.subject]) == 1
     assert "connection refused" in alerts[0].body
 

@@ -137,7 +137,12 @@ class ImapPoller:
         except TimeoutError:
             log.warning("%s: still busy at stop; closing its connection", self.peer)
             self._interrupt()
-            await worker
+            try:
+                await asyncio.wait_for(worker, STOP_GRACE_SECONDS)
+            except TimeoutError:
+                # Still connecting (no socket to cut yet): nothing is stored or
+                # moved half-way then, so the daemon thread may die with us.
+                log.warning("%s: left connecting at stop", self.peer)
 
     def run_blocking(self, stop: threading.Event) -> None:
         """Connect, take mail in, wait for more; on failure back off and reconnect."""
