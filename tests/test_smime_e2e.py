@@ -165,3 +165,15 @@ def test_with_the_key_an_encrypted_list_is_opened_and_our_mail_is_signed(tmp_pat
         assert ack.message["Message-ID"] in [m["message_id"] for m in show(bot, inc)["messages"]]
         assert {m["smime"] for m in show(bot, inc)["messages"] if m["direction"] == "out"} \
             == {"valid"}
+
+
+def test_a_signer_of_another_address_is_flagged_to_staff(tmp_path):
+    ca_smime = make_ca("Example CA S/MIME CA", slot=41)
+    other = make_signer(ca_smime, "pki-robot@exampleca.test", slot=45)
+    with smime_bot(tmp_path, ca_smime) as (bot, sink):
+        inc = requested(bot, sink)
+        send(bot, openssl_sign(tmp_path, other, list_entity(), headers=headers(inc)))
+        receipt = sink.wait_for(sink.to(CA_CONTACT, "Certificate list recorded"))[-1]
+        assert "signature valid" in receipt.body and "does not name the From" in receipt.body
+        alert = staff_alert(sink, "signer is not the sender")
+        assert "does not name the From address" in alert.body

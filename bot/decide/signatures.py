@@ -68,13 +68,14 @@ def alert_on_signature(session: Session, ctx: Context, inbound: InboundMessage,
         session.add(Event(incident_id=incident_id, at=inbound.received_at,
                           kind=f"smime-{result.status}", inbound_id=inbound.id,
                           summary=f"{cls.kind} from {analysis.message.from_address}: {what}"))
+    headline = result.status if result.status in ALERT_STATUSES else "signer is not the sender"
     where = f"in {incident_id}" if incident_id else "outside any incident"
     kept = ("It was recorded, but its content could not be read; the raw message is kept. "
             "Configure [outgoing] decryption_key so such mail can be opened."
             if result.status == "encrypted"
             else f"It was recorded as {cls.kind!r} with S/MIME result {result.status!r}.")
     alert_staff(session, ctx,
-                subject=f"S/MIME {result.status}: mail from {cls.ca.name if cls.ca else 'a CA'}",
+                subject=f"S/MIME {headline}: mail from {cls.ca.name if cls.ca else 'a CA'}",
                 body=(f"A mail from {analysis.message.from_address} {where} has an S/MIME "
                       f"result that needs a person:\n\n  {what}\n\n{kept}\n\n"
                       f"Subject: {analysis.message.subject}\n"
