@@ -123,6 +123,44 @@ def parse_addresses(value: str | None) -> list[str]:
     return out
 
 
+_ENCODED_WORD = re.compile(r"=\?[^?\s]{1,64}\?[bBqQ]\?[^?\s]*\?=")
+
+
+def _neutral(value: str) -> tuple[str, list[str]]:
+    """`value` with each RFC 2047 encoded word replaced by a placeholder, and the words."""
+    words: list[str] = []
+
+    def keep(match: re.Match[str]) -> str:
+        words.append(match.group(0))
+        return f"rnencoded{len(words) - 1}x"
+
+    text = _ENCODED_WORD.sub(keep, value.replace("\r", " ").replace("\n", " "))
+    return text, words
+
+
+def _addresses(value: str | None) -> list[str]:
+    """The addresses of a header, read before RFC 2047 decoding.
+
+    An encoded word may only carry a display name (RFC 2047 5): decoding first
+    would let `=?utf-8?q?Eve=0D=0ABcc:_x@evil.test?= <a@b.c>` put x@evil.test
+    first. The decoded value is read only when the raw one names no address.
+    """
+    if not value:
+        return []
+    text, _words = _neutral(value)
+    found = [a for a in parse_addresses(text) if "rnencoded" not in a]
+    return found or parse_addresses(decode_header_value(value))
+
+
+def _display_name(value: str | None) -> str:
+    if not value:
+        return ""
+    text, words = _neutral(value)
+    name = email.utils.parseaddr(text)[0]
+    name = re.sub(r"rnencoded(\d+)x", lambda m: words[int(m.group(1))], name)
+    return decode_header_value(name) if name else ""
+
+
 def message_ids(value: str | None) -> list[str]:
     if not value:
         return []
@@ -147,7 +185,7 @@ def parse_date(value: str | None) -> datetime | None:
 def _headers_of(msg: Message) -> list[tuple[str, str]]:
     out = []
     for key, value in msg.raw_items() if hasattr(msg, "raw_items") else msg.items():
-        out.append((str(key), decode_header_value(_text(value))))
+        out.append((str(key), decode_header_value(_text(value))))  # raw_items: stored values
     return out
 
 
@@ -172,9 +210,30 @@ def _text(value: object) -> str | None:
     if value is None:
         return None
     try:
-        return str(value)
+        text = str(value)
     except Exception:  # a Header with undecodable chunks
         return None
+    return _undo_surrogates(text)
+
+
+def _undo_surrogates(text: str) -> str:
+    """Raw 8-bit header bytes (kept as surrogate escapes) read as UTF-8, else Latin-1."""
+    if text.isascii() or not any("\udc80" <= c <= "\udcff" for c in text):
+        return text
+    data = text.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _raw_header(msg: Message, name: str) -> object:
+    """The first `name` header as stored (a str with surrogate escapes), not a Header object."""
+    wanted = name.lower()
+    for key, value in getattr(msg, "_headers", []):
+        if str(key).lower() == wanted:
+            return value
+    return msg.get(name)
 
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
@@ -305,14 +364,14 @@ def _parse(raw: bytes, limits: MessageLimits) -> ParsedMessage:
 
     def get(name: str) -> str | None:
         try:
-            return _text(msg.get(name))
+            return _text(_raw_header(msg, name))
         except Exception:
             return None
 
     from_value = get("From")
-    from_addrs = parse_addresses(decode_header_value(from_value) if from_value else None)
+    from_addrs = _addresses(from_value)
     try:
-        display = email.utils.parseaddr(decode_header_value(from_value))[0] if from_value else ""
+        display = _display_name(from_value)
     except (RecursionError, ValueError, IndexError):
         display = ""
     try:
@@ -324,9 +383,9 @@ def _parse(raw: bytes, limits: MessageLimits) -> ParsedMessage:
         message_id=(message_ids(get("Message-ID")) or [None])[0],
         from_address=from_addrs[0] if from_addrs else None,
         from_display=display,
-        to=parse_addresses(decode_header_value(get("To"))),
-        cc=parse_addresses(decode_header_value(get("Cc"))),
-        reply_to=parse_addresses(decode_header_value(get("Reply-To"))),
+        to=_addresses(get("To")),
+        cc=_addresses(get("Cc")),
+        reply_to=_addresses(get("Reply-To")),
         subject=decode_header_value(get("Subject")),
         date=parse_date(get("Date")),
         in_reply_to=message_ids(get("In-Reply-To")),
