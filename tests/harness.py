@@ -194,7 +194,8 @@ def make_mail(sender: str, subject: str, body: str, *, to: str = BOT,
     for name, value in (headers or {}).items():
         msg[name] = value
     msg.set_content(body)
-    return msg.as_bytes()
+    # CRLF, as every real client sends it (smtplib passes bytes through unchanged).
+    return msg.as_bytes(policy=email.policy.SMTP)
 
 
 class RunningBot:

@@ -59,9 +59,15 @@ def _apply_timeliness(incident: Incident, r1: Timeliness) -> None:
 
 
 def record_form(session: Session, incident: Incident, form: ParsedForm,
-                inbound: InboundMessage, now: datetime) -> list[FieldChange]:
-    """Store the answers that are new or changed; return what changed."""
-    existing = current_form(session, incident.id)
+                inbound: InboundMessage, now: datetime, *, first: bool = False
+                ) -> list[FieldChange]:
+    """Store the answers that are new or changed; return what changed.
+
+    The first form of an incident is one timeline event (its answers are in the
+    form history); later changes are an event each, since those are the
+    changes over time that R4 item 3 asks the CA to explain.
+    """
+    existing = {} if first else current_form(session, incident.id)
     changes = []
     for key, field in form.fields.items():
         old = existing.get(key)
@@ -75,6 +81,8 @@ def record_form(session: Session, incident: Incident, form: ParsedForm,
                               recorded_at=now, current=True))
         label = FORM_FIELDS_BY_KEY[key].label if key in FORM_FIELDS_BY_KEY else key
         changes.append(FieldChange(key, label, field.value, old.value if old else None))
+        if first:
+            continue
         session.add(Event(
             incident_id=incident.id, at=now, rule="R1a", inbound_id=inbound.id,
             kind="field-changed" if old else "field-recorded",
@@ -82,6 +90,14 @@ def record_form(session: Session, incident: Incident, form: ParsedForm,
                      if old else f"{label}: {field.value[:120]}"),
             data=json.dumps({"key": key, "value": field.value,
                              "previous": old.value if old else None}),
+        ))
+    if first and changes:
+        session.add(Event(
+            incident_id=incident.id, at=now, rule="R1a", inbound_id=inbound.id,
+            kind="form-recorded",
+            summary=f"form read from {form.source}: {len(changes)} answer(s) "
+                    f"({', '.join(c.key for c in changes)})",
+            data=json.dumps({c.key: c.value for c in changes}),
         ))
     session.flush()
     return changes
@@ -118,7 +134,7 @@ def open_incident(session: Session, ctx: Context, inbound: InboundMessage,
             "notification-late" if r1.on_time is False else "notification-unjudged"),
         summary=f"24-hour window {r1.verdict()}",
     ))
-    record_form(session, incident, form, inbound, notified_at)
+    record_form(session, incident, form, inbound, notified_at, first=True)
     missing = form.missing(ruleset)
     acknowledgement(session, ctx, incident, inbound, analysis, cls.ca, r1, missing)
     new_incident_alert(session, ctx, incident, inbound, analysis, r1, missing)
