@@ -190,11 +190,11 @@ def test_dovecot_stopped_and_started_mid_batch_loses_and_repeats_nothing(tmp_pat
         wake = poller.on_stored
 
         def on_stored() -> None:
-            # The 45th new message: the 5th of the 5th batch is stored, the batch
-            # is not moved yet. The server dies right here, in the poller's thread.
+            # The 5th batch (messages 41-50) is stored in one commit and not
+            # moved yet. The server dies right here, in the poller's thread.
             nonlocal stopped
             wake()
-            if poller.stored == 45 and not stopped:
+            if poller.stored == 50 and not stopped:
                 stopped = True
                 dovecot.stop()
 

@@ -1,0 +1,37 @@
+"""The raw store's batch insert: each message stored once, repeats counted, ids in order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from storage.db import open_database
+from storage.models import InboundMessage, RawMessage
+from storage.rawstore import Arrival, store_batch
+from tests.harness import CA_CONTACT, make_mail
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def test_a_batch_stores_each_message_once_and_counts_repeats_in_and_across_batches(
+        tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'store.db'}")
+    first, second, third = (make_mail(CA_CONTACT, f"mail {n}", "text\n",
+                                      message_id=f"<m{n}@exampleca.test>") for n in range(3))
+    with db.write() as session:
+        earlier = store_batch(session, [Arrival(first, "smtp", NOW)])
+    with db.write() as session:
+        results = store_batch(session, [Arrival(raw, "imap", NOW)
+                                        for raw in (second, first, third, second)])
+    assert [r.duplicate for r in results] == [False, True, False, True]
+    assert results[1].id == earlier[0].id  # known from the earlier batch
+    assert results[3].id == results[0].id  # repeated inside the batch
+    assert len({results[0].id, results[2].id, earlier[0].id}) == 3
+    with db.read() as session:
+        rows = {r.id: r for r in session.query(InboundMessage).all()}
+        assert len(rows) == 3
+        assert rows[earlier[0].id].duplicates == 1 and rows[results[0].id].duplicates == 1
+        assert rows[results[2].id].duplicates == 0
+        assert session.get(RawMessage, results[2].id).data == third  # type: ignore[union-attr]
+        assert rows[results[0].id].channel == "imap"
+    db.dispose()
