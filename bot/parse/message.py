@@ -14,15 +14,18 @@ import binascii
 import email.utils
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
+from functools import partial
 
 import mailparser
 
+from bot.parse.largeparts import LiftedParts, lift
 from bot.parse.limits import DEFAULT_LIMITS, MessageLimits
 
 log = logging.getLogger("rootnotify.parse")
@@ -36,16 +39,50 @@ MAX_ADDRESS_HEADER = 16_384
 logging.getLogger("mailparser").setLevel(logging.ERROR)
 
 
-@dataclass(frozen=True)
 class Attachment:
-    filename: str
-    content_type: str
-    data: bytes
+    """One attached file: name, MIME type and bytes.
+
+    `data` may be decoded on first use (`loader`) and is then kept: a large
+    attachment lifted out before parsing (bot.parse.largeparts) is decoded
+    once, when someone reads it, not while the message is parsed.
+    """
+
+    __slots__ = ("_data", "_loader", "content_type", "filename")
+
+    def __init__(self, filename: str, content_type: str, data: bytes | None = None, *,
+                 loader: Callable[[], bytes] | None = None) -> None:
+        if data is None and loader is None:
+            raise TypeError("an Attachment needs data or a loader")
+        self.filename = filename
+        self.content_type = content_type
+        self._data = data
+        self._loader = loader
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            assert self._loader is not None
+            self._data = self._loader()
+            self._loader = None
+        return self._data
 
     @property
     def extension(self) -> str:
         name = self.filename.lower()
         return name.rsplit(".", 1)[-1] if "." in name else ""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Attachment):
+            return NotImplemented
+        return (self.filename, self.content_type, self.data) == (
+            other.filename, other.content_type, other.data)
+
+    def __hash__(self) -> int:
+        return hash((self.filename, self.content_type, self.data))
+
+    def __repr__(self) -> str:
+        size = "not decoded yet" if self._data is None else f"{len(self._data)} bytes"
+        return f"Attachment({self.filename!r}, {self.content_type!r}, {size})"
 
 
 @dataclass
@@ -326,41 +363,15 @@ def _parse(raw: bytes, limits: MessageLimits) -> ParsedMessage:
                         f"{limits.max_message_bytes}; the rest was not read")
         raw = raw[: limits.max_message_bytes]
     raw = _limit_head(raw, limits, exceeded)
-    try:
-        msg: Message = BytesParser(policy=compat32).parsebytes(raw)
-        _prune(msg, limits, exceeded)
-        mp = mailparser.MailParser(msg)
-        text_plain = "\n".join(mp.text_plain)
-        text_html = "\n".join(mp.text_html)
-        raw_attachments = list(mp.attachments)
-        defects.extend(str(d) for d in (mp.defects_categories or []))
-    except Exception as exc:  # mail-parser and the stdlib raise many types on hostile input
-        log.warning("MIME parsing failed (%s); falling back to the header block only", exc)
-        if isinstance(exc, RecursionError) or isinstance(exc.__cause__, RecursionError):
-            exceeded.append("MIME nesting depth: too deep to parse; the body was not read")
-        defects.append(f"unparseable MIME structure: {type(exc).__name__}: {exc}")
-        msg = BytesHeaderParser(policy=compat32).parsebytes(raw)
-        text_plain = _fallback_text(msg)
-        text_html = ""
-        raw_attachments = []
-
-    if len(raw_attachments) > limits.max_attachments:
-        exceeded.append(f"attachments: {len(raw_attachments)} exceeds the limit of "
-                        f"{limits.max_attachments}; the attachments after the "
-                        f"{limits.max_attachments}th were not read")
-        raw_attachments = raw_attachments[: limits.max_attachments]
-    attachments = []
-    for item in raw_attachments:
-        try:
-            attachments.append(
-                Attachment(
-                    filename=str(item.get("filename") or "attachment"),
-                    content_type=str(item.get("mail_content_type") or "application/octet-stream"),
-                    data=_attachment_bytes(item),
-                )
-            )
-        except Exception as exc:  # a single broken part must not lose the others
-            defects.append(f"attachment unreadable: {exc}")
+    skeleton, lifted = lift(raw)
+    marks = (len(defects), len(exceeded))
+    msg, text_plain, text_html, attachments = _mime(skeleton, limits, lifted, defects, exceeded)
+    if lifted is not None and not lifted.complete:
+        # A lifted body did not come back as an attachment (a part the parser
+        # saw otherwise, or one cut by a limit): parse the ordinary way.
+        log.info("large parts not all attachments; parsing the whole message")
+        del defects[marks[0]:], exceeded[marks[1]:]
+        msg, text_plain, text_html, attachments = _mime(raw, limits, None, defects, exceeded)
 
     def get(name: str) -> str | None:
         try:
@@ -397,6 +408,56 @@ def _parse(raw: bytes, limits: MessageLimits) -> ParsedMessage:
         defects=defects,
         limits_exceeded=exceeded,
     )
+
+
+def _mime(raw: bytes, limits: MessageLimits, lifted: LiftedParts | None, defects: list[str],
+          exceeded: list[str]) -> tuple[Message, str, str, list[Attachment]]:
+    """The MIME walk: the message object, its text bodies and its attachments."""
+    try:
+        msg: Message = BytesParser(policy=compat32).parsebytes(raw)
+        _prune(msg, limits, exceeded)
+        mp = mailparser.MailParser(msg)
+        text_plain = "\n".join(mp.text_plain)
+        text_html = "\n".join(mp.text_html)
+        raw_attachments = list(mp.attachments)
+        defects.extend(str(d) for d in (mp.defects_categories or []))
+    except Exception as exc:  # mail-parser and the stdlib raise many types on hostile input
+        log.warning("MIME parsing failed (%s); falling back to the header block only", exc)
+        if isinstance(exc, RecursionError) or isinstance(exc.__cause__, RecursionError):
+            exceeded.append("MIME nesting depth: too deep to parse; the body was not read")
+        defects.append(f"unparseable MIME structure: {type(exc).__name__}: {exc}")
+        msg = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        text_plain = _fallback_text(msg)
+        text_html = ""
+        raw_attachments = []
+    if lifted is not None:
+        text_plain, text_html = lifted.restore(text_plain), lifted.restore(text_html)
+
+    if len(raw_attachments) > limits.max_attachments:
+        exceeded.append(f"attachments: {len(raw_attachments)} exceeds the limit of "
+                        f"{limits.max_attachments}; the attachments after the "
+                        f"{limits.max_attachments}th were not read")
+        raw_attachments = raw_attachments[: limits.max_attachments]
+    attachments = []
+    for item in raw_attachments:
+        try:
+            attachments.append(_attachment(item, lifted))
+        except Exception as exc:  # a single broken part must not lose the others
+            defects.append(f"attachment unreadable: {exc}")
+    return msg, text_plain, text_html, attachments
+
+
+def _attachment(item: dict, lifted: LiftedParts | None) -> Attachment:
+    filename = str(item.get("filename") or "attachment")
+    content_type = str(item.get("mail_content_type") or "application/octet-stream")
+    payload = item.get("payload")
+    if lifted is not None and isinstance(payload, str):
+        index = lifted.index_of(payload) if item.get("binary") else None
+        if index is not None:
+            lifted.resolved.add(index)
+            return Attachment(filename, content_type, loader=partial(lifted.decode, index))
+        item = {**item, "payload": lifted.restore(payload)}
+    return Attachment(filename, content_type, _attachment_bytes(item))
 
 
 def _fallback_text(msg: Message) -> str:

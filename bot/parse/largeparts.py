@@ -1,0 +1,123 @@
+"""Large base64 attachments lifted out of a message before MIME parsing, decoded on demand.
+
+The stdlib parser reads a body line by line and keeps every line as a string
+before joining them; mail-parser then keeps the base64 text and the caller a
+decoded copy. For a 45 MB mail with a 33 MB certificate list that peaked at
+~400 MiB. `lift` cuts each large base64 attachment body out of the bytes
+(leaving a short placeholder), so the parser sees a skeleton of a few KB;
+`LiftedParts.decode` turns a placeholder back into the attachment's bytes
+with one `a2b_base64` over a view of the original bytes, no copy of the text.
+
+Only bodies that are plainly an attachment are lifted: the part's own headers
+declare `Content-Transfer-Encoding: base64` and a file name (which is what
+makes mail-parser treat a part as an attachment), and the whole body, up to
+the next boundary line, is base64 text. Anything else is parsed as before.
+The caller checks that every placeholder came back as an attachment (or
+inside one) and parses the whole message the ordinary way if one did not.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+import secrets
+from dataclasses import dataclass, field
+
+# Bodies smaller than this are parsed the ordinary way: the parser's per-line
+# strings cost about three times a body's size, which matters from a few
+# hundred KB up (certificate lists, big PDFs), not for forms and letters.
+LIFT_MIN_BYTES = 256 * 1024
+
+_B64_CTE = re.compile(rb"^content-transfer-encoding:[ \t]*base64[ \t]*\r?$",
+                      re.IGNORECASE | re.MULTILINE)
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_NAMED = re.compile(rb"filename|[ \t;]name\*?=", re.IGNORECASE)
+_BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/=\r\n]*")
+
+
+@dataclass
+class LiftedParts:
+    """The spans cut out of `source`, each replaced by `placeholder(i)`."""
+
+    source: bytes
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    nonce: str = field(default_factory=lambda: secrets.token_hex(8))
+    resolved: set[int] = field(default_factory=set)
+
+    def placeholder(self, index: int) -> str:
+        # Base64 letters only, so the skeleton's part is still valid base64.
+        return f"RNLIFTED{self.nonce}N{index}X"
+
+    def index_of(self, payload: object) -> int | None:
+        """The span a payload stands for, when it is exactly one placeholder."""
+        if not isinstance(payload, str) or self.nonce not in payload:
+            return None
+        match = re.fullmatch(rf"\s*RNLIFTED{self.nonce}N(\d+)X\s*", payload)
+        return int(match.group(1)) if match else None
+
+    def decode(self, index: int) -> bytes:
+        """The attachment's bytes; the base64 text itself if it does not decode (as before)."""
+        start, end = self.spans[index]
+        view = memoryview(self.source)[start:end]
+        try:
+            return binascii.a2b_base64(view)
+        except binascii.Error:
+            return bytes(view)
+
+    def restore(self, text: str) -> str:
+        """`text` with every placeholder in it put back to the base64 text it replaced."""
+        if self.nonce not in text:
+            return text
+
+        def back(match: re.Match[str]) -> str:
+            index = int(match.group(1))
+            self.resolved.add(index)
+            start, end = self.spans[index]
+            return self.source[start:end].decode("ascii")
+
+        return re.sub(rf"RNLIFTED{self.nonce}N(\d+)X", back, text)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.resolved) == len(self.spans)
+
+
+def lift(raw: bytes, min_bytes: int = LIFT_MIN_BYTES) -> tuple[bytes, LiftedParts | None]:
+    """`raw` with large base64 attachment bodies replaced by placeholders, and the spans."""
+    if len(raw) < min_bytes:
+        return raw, None
+    lifted = LiftedParts(raw)
+    pieces: list[bytes] = []
+    kept_from = 0
+    pos = 0
+    while True:
+        cte = _B64_CTE.search(raw, pos)
+        if cte is None:
+            break
+        head_end = _HEAD_END.search(raw, cte.end())
+        if head_end is None:
+            break
+        body_start = head_end.end()
+        boundary = raw.find(b"\n--", body_start - 1)
+        body_end = boundary + 1 if boundary >= 0 else len(raw)
+        pos = body_end
+        if body_end - body_start < min_bytes:
+            continue
+        part_start = raw.rfind(b"\n--", 0, cte.start()) + 1
+        if not _NAMED.search(raw, part_start, head_end.start()):
+            continue
+        if _BASE64_TEXT.fullmatch(raw, body_start, body_end) is None:
+            continue
+        # The line break before the boundary stays in the skeleton: it belongs
+        # to the delimiter, and the placeholder then stands for exactly the text.
+        text_end = body_end
+        while text_end > body_start and raw[text_end - 1] in b"\r\n":
+            text_end -= 1
+        pieces.append(raw[kept_from:body_start])
+        pieces.append(lifted.placeholder(len(lifted.spans)).encode("ascii"))
+        lifted.spans.append((body_start, text_end))
+        kept_from = text_end
+    if not lifted.spans:
+        return raw, None
+    pieces.append(raw[kept_from:])
+    return b"".join(pieces), lifted
