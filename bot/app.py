@@ -1,10 +1,11 @@
-"""Wires config, storage, listeners and workers together; starts and stops `serve`.
+"""Wires config, storage, listeners and workers together into a `Service`.
 
-One asyncio loop runs the SMTP listener; the pipeline, the outbox sender and
-the scheduler are loops that do their blocking work in threads
-(`asyncio.to_thread`), each woken by an event or by its interval. On SIGTERM
-or SIGINT the listener stops taking mail, in-flight work finishes, and the
-process exits 0.
+A Service plays one of three roles: "intake" (SMTP listener, IMAP poller and
+the group-commit writer: take mail in and store it), "worker" (the pipeline,
+the outbox sender and the scheduler: loops that do their blocking work in
+threads, each woken by an event or by its interval), or "all" of them in one
+process (tests, embedding). `bot.supervisor` runs `serve` as an intake process
+and a worker process.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Callable
 
 from bot.clock import Clock, SystemClock
@@ -33,9 +33,19 @@ OUTBOX_INTERVAL_SECONDS = 2.0
 PIPELINE_INTERVAL_SECONDS = 5.0
 
 
+ROLES = ("all", "intake", "worker")
+
+
 class Service:
     def __init__(self, config: Config, clock: Clock | None = None,
-                 transport: Transport | None = None, db: Database | None = None) -> None:
+                 transport: Transport | None = None, db: Database | None = None,
+                 role: str = "all", on_stored: Callable[[], None] | None = None) -> None:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        self.role = role
+        # Who is told that a message was stored: our own pipeline, or (in the
+        # intake process) the worker process. Called from any thread.
+        self._on_stored = on_stored
         self.config = config
         self.clock = clock or SystemClock()
         self.db = db or open_database(config.storage_url)
@@ -51,19 +61,44 @@ class Service:
         self._imap: object | None = None
         self._loop_ref: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def takes_mail_in(self) -> bool:
+        return self.role in ("all", "intake")
+
+    @property
+    def works(self) -> bool:
+        return self.role in ("all", "worker")
+
     async def start(self) -> None:
+        loop = self._loop_ref = asyncio.get_running_loop()
+        if self.takes_mail_in:
+            await self._start_intake(loop)
+        if self.works:
+            self._start_workers()
+        self.ready.set()
+
+    def stored_wake(self) -> Callable[[], None]:
+        """What intake calls after a commit: wake the pipeline, here or in the worker."""
+        if self._on_stored is not None:
+            return self._on_stored
+        return self._threadsafe_wake()
+
+    async def _start_intake(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.config.imap.enabled:
             # Wrong IMAP credentials stop `serve` here, before it listens.
             from bot.intake.imap import check_at_start
 
             await asyncio.to_thread(check_at_start, self.config.imap)
         self.writer.start()
-        loop = self._loop_ref = asyncio.get_running_loop()
         if self.config.smtp.enabled:
             handler = IntakeHandler(self.config, self.writer, self.clock,
-                                    on_stored=lambda: loop.call_soon_threadsafe(self.stored.set))
+                                    on_stored=self.stored_wake())
             self.server = await start_smtp_server(self.config, handler, loop)
-        self._tasks = [
+        if self.config.imap.enabled:
+            self._start_imap()
+
+    def _start_workers(self) -> None:
+        self._tasks += [
             asyncio.create_task(self._loop("pipeline", self.stored, PIPELINE_INTERVAL_SECONDS,
                                            self._run_pipeline)),
             asyncio.create_task(self._loop("outbox", self.queued, OUTBOX_INTERVAL_SECONDS,
@@ -71,14 +106,11 @@ class Service:
             asyncio.create_task(self._loop("scheduler", None, self.config.scheduler.interval,
                                            self._run_scheduler)),
         ]
-        if self.config.imap.enabled:
-            self._start_imap()
-        self.ready.set()
 
     def _start_imap(self) -> None:
         from bot.intake.imap import ImapPoller  # only when enabled
 
-        poller = ImapPoller(self.config, self.db, self.clock, on_stored=self._threadsafe_wake())
+        poller = ImapPoller(self.config, self.db, self.clock, on_stored=self.stored_wake())
         self._imap = poller
         self._tasks.append(asyncio.create_task(poller.run(self.stopping)))
 
@@ -129,23 +161,10 @@ class Service:
         self.stopping.set()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.to_thread(self.writer.stop)
-        # What arrived just before the stop is processed and sent now, not at next start.
-        await asyncio.to_thread(process_pending, self.ctx)
-        await asyncio.to_thread(deliver_due, self.ctx, self.transport)
+        if self.takes_mail_in:
+            await asyncio.to_thread(self.writer.stop)
+        if self.works:
+            # What arrived just before the stop is processed and sent now, not at next start.
+            await asyncio.to_thread(process_pending, self.ctx)
+            await asyncio.to_thread(deliver_due, self.ctx, self.transport)
         self.db.dispose()
-
-
-async def serve(config: Config, clock: Clock | None = None) -> int:
-    service = Service(config, clock)
-    await service.start()
-    loop = asyncio.get_running_loop()
-    done = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, done.set)
-    log.info("rootnotify serving %s (storage %s)", config.bot.address,
-             config.storage_url.split("?")[0])
-    await done.wait()
-    log.info("stopping: finishing work in flight")
-    await service.stop()
-    return 0

@@ -30,6 +30,7 @@ err = Console(stderr=True)
 class State:
     config_option: str | None = None
     log_json: bool = False
+    log_level: int = logging.INFO
 
 
 state = State()
@@ -45,7 +46,8 @@ def main_options(
 ) -> None:
     state.config_option = config
     state.log_json = log_json
-    setup_logging(json_lines=log_json, level=logging.DEBUG if verbose else logging.INFO)
+    state.log_level = logging.DEBUG if verbose else logging.INFO
+    setup_logging(json_lines=log_json, level=state.log_level)
 
 
 def _config() -> Config:
@@ -82,11 +84,16 @@ def _print_json(data: Any) -> None:
 @app.command()
 def serve() -> None:
     """Run the SMTP listener, IMAP poller, scheduler and outbox sender until SIGTERM."""
-    from bot.app import serve as run
+    from bot.supervisor import serve as run
 
     config = _config()
     _context().db.dispose()  # checks the database and the certificates before listening
-    raise typer.Exit(asyncio.run(run(config)))
+    try:
+        code = asyncio.run(run(config, log_json=state.log_json, log_level=state.log_level))
+    except ConfigError as exc:  # e.g. the IMAP server refused the configured login
+        _error(f"{exc}")
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
 
 
 @app.command()
