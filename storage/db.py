@@ -24,6 +24,14 @@ from storage.models import SCHEMA_VERSION, Meta
 # for a group commit of many messages, short enough to surface a stuck lock.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "rootnotify_read_only"
+# SQLite's page cache for a connection doing bulk inserts (certificate lists).
+# The default 2 MB holds a sliver of a million-row table's two unique indexes,
+# which a list fills alternately (certificates, then domains, each chunk), so
+# nearly every insert re-reads index pages; 64 MiB keeps the hot index pages
+# of a few million rows. Only that one connection has it, and only while the
+# bulk work lasts.
+BULK_CACHE_KIB = 64 * 1024
+DEFAULT_CACHE_KIB = 2_000  # SQLite's own default (PRAGMA cache_size = -2000)
 
 # Each migration takes the schema from version N-1 to N. Empty while the
 # schema is at its first version; a later change adds a function here.
@@ -113,12 +121,42 @@ class Database:
                 raise
 
     @contextmanager
+    def bulk(self) -> Iterator[BulkWriter]:
+        """One connection held for a run of short write transactions (a big list's chunks)."""
+        with self.engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                connection.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+                connection.commit()
+            try:
+                yield BulkWriter(connection)
+            finally:
+                if sqlite:
+                    connection.exec_driver_sql(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
+                    connection.commit()
+
+    @contextmanager
     def read(self) -> Iterator[Session]:
         with Session(self._read_engine, expire_on_commit=False) as session:
             yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class BulkWriter:
+    """Short write transactions, one after another, on one held connection (cache kept warm)."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction (BEGIN IMMEDIATE): committed on success, else rolled back."""
+        with self.connection.begin(), Session(bind=self.connection,
+                                              expire_on_commit=False) as session:
+            yield session
+            session.flush()
 
 
 def open_database(url: str) -> Database:

@@ -245,6 +245,30 @@ class Domain(SQLModel, table=True):
     name: str
 
 
+class CertificateListLoad(SQLModel, table=True):
+    """How far one attached list of one message has been stored, committed with each chunk.
+
+    A big list is stored in its own short transactions before the message is
+    acted on; this row carries the counts across them (and across a retry
+    after a crash), so the receipt's new-versus-repeated numbers stay right.
+    """
+
+    __tablename__ = "certificate_list_load"
+
+    inbound_id: int = Field(foreign_key="inbound_message.id", primary_key=True)
+    position: int = Field(primary_key=True)  # the list's place among the mail's lists
+    incident_id: str = Field(foreign_key="incident.id")
+    source: str = ""
+    rows: int = 0  # read in the latest pass over the list
+    rejected: int = 0
+    new_certificates: int = 0  # inserted by this message, summed over every pass
+    new_domains: int = 0
+    limit: str | None = None
+    first_rejections: str = "[]"  # JSON
+    seconds: float = 0.0
+    complete: bool = False
+
+
 class Notice(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     incident_id: str = Field(foreign_key="incident.id", index=True)

@@ -3,22 +3,26 @@
 Each attached list is streamed from the parser into the database in chunks
 (one `executemany` of CHUNK_ROWS rows at a time), so memory stays flat
 whatever the list's length. Duplicates — inside a list, across lists, or on
-a retry of the same message — are counted once by the unique keys, so a
-retry after a failure (the pipeline's transaction rolls back) or a second
-copy of the list changes nothing. Rejected lines are recorded with their line
-numbers and reasons in a `certificate-list` event whose data carries
-"rejected": N (show --json sums it). A list cut short by a decompression
-limit (zip or gzip bomb) keeps what was read before the limit; the CA and
-staff are told. The list satisfies the open `certificate-list` deadline (R2)
-even with rejected lines.
+a retry of the same message — are counted once by the unique keys. Rejected
+lines are recorded with their line numbers and reasons in a
+`certificate-list` event whose data carries "rejected": N (show --json sums
+it). A list cut short by a decompression limit (zip or gzip bomb) keeps what
+was read before the limit; the CA and staff are told. The list satisfies the
+open `certificate-list` deadline (R2) even with rejected lines.
 
-The whole message is acted on in the pipeline's one write transaction, so a
-big list holds SQLite's write lock while it is inserted. bench/certlists_ingest.py
-measured ~50 s for 1,000,000 rows with 2,000,000 domains on a busy 2-core
-machine: longer than storage.db's 30 s busy timeout, so other writers (SMTP
-intake) can time out meanwhile. The inserts are idempotent, which would let
-a list be committed in chunks of its own transactions; that is a pipeline
-change, not made here.
+Storing happens before the message is acted on (`store_lists_before_acting`,
+called by the pipeline between analysis and its act transaction): each chunk
+is its own short write transaction, so SMTP intake commits between chunks
+instead of waiting behind a whole list (1,000,000 rows held the write lock
+~50 s in one transaction, past storage.db's 30 s busy timeout). The inserts
+are idempotent, and each chunk's transaction also records the list's
+progress (`CertificateListLoad`: rows read, new certificates and domains so
+far), so a crash between chunks, or in the act that follows, loses nothing
+and counts nothing twice: a retry skips the lists already complete and the
+receipt reports what this message added. The act handler then records the
+events and the receipt from that progress, or stores a list itself, inside
+the act transaction, when the early stage did not run (a direct call, or the
+message's incident changed in between).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +40,7 @@ from sqlmodel import Session
 from bot.analysis import Analysis
 from bot.context import Context
 from bot.decide.alerts import alert_staff
-from bot.decide.classify import Classification
+from bot.decide.classify import Classification, classify
 from bot.decide.deadlines import satisfy
 from bot.decide.mail import allow_auto_reply
 from bot.decide.outmail import common
@@ -49,14 +55,18 @@ from storage.certificates import (
     domain_count,
     insert_certificates,
     insert_domains,
+    list_loads,
+    save_list_load,
 )
-from storage.models import Event, InboundMessage, Incident
+from storage.models import CertificateListLoad, Event, InboundMessage, Incident
 
 log = logging.getLogger("rootnotify.decide.certificates")
 
-# Rows per executemany. SQLite inserts ~120,000 rows/s into a uniquely indexed
-# table; 5,000 rows (a few MB of dicts) is ~40 ms of work per round, enough to
-# make per-statement overhead vanish while memory stays a few MB.
+# Rows per executemany, and per write transaction when stored before acting.
+# SQLite inserts ~120,000 rows/s into a uniquely indexed table; 5,000 rows (a
+# few MB of tuples) with their domains is ~0.1-0.3 s of lock per chunk on
+# these machines: per-statement and per-commit overhead vanish, and a waiting
+# SMTP commit gets in well within a second.
 CHUNK_ROWS = 5_000
 # Rejected lines kept per list in the event and quoted in the receipt: enough
 # to show the CA what is wrong; the count says how many there were.
@@ -65,7 +75,7 @@ FIRST_REJECTIONS = 10
 
 @dataclass
 class ListOutcome:
-    """What one attached list gave: rows read, lines rejected, and whether a limit cut it."""
+    """One attached list: rows read, lines rejected, what was new, whether a limit cut it."""
 
     source: str
     rows: int = 0
@@ -73,12 +83,44 @@ class ListOutcome:
     first_rejections: list[RejectedLine] = field(default_factory=list)
     limit: str | None = None
     seconds: float = 0.0
+    new_certificates: int = 0
+    new_domains: int = 0
+    chunks: int = 0
+    longest_chunk: float = 0.0  # seconds of the longest chunk's write transaction
 
     def event_data(self) -> dict[str, Any]:
         return {"file": self.source, "rows": self.rows, "rejected": self.rejected,
-                "limit": self.limit, "seconds": round(self.seconds, 3),
-                "first_rejections": [{"line": r.line, "source": r.source, "reason": r.reason,
-                                      "text": r.text} for r in self.first_rejections]}
+                "new_certificates": self.new_certificates, "new_domains": self.new_domains,
+                "limit": self.limit, "seconds": round(self.seconds, 3), "chunks": self.chunks,
+                "longest_chunk_seconds": round(self.longest_chunk, 3),
+                "first_rejections": _rejections_json(self.first_rejections)}
+
+    def load(self, inbound_id: int, position: int, incident_id: str,
+             complete: bool) -> CertificateListLoad:
+        return CertificateListLoad(
+            inbound_id=inbound_id, position=position, incident_id=incident_id,
+            source=self.source, rows=self.rows, rejected=self.rejected,
+            new_certificates=self.new_certificates, new_domains=self.new_domains,
+            limit=self.limit, first_rejections=json.dumps(_rejections_json(self.first_rejections)),
+            seconds=self.seconds, complete=complete)
+
+    @classmethod
+    def from_load(cls, load: CertificateListLoad) -> ListOutcome:
+        rejections = [RejectedLine(r["line"], r["text"], r["reason"], r["source"])
+                      for r in json.loads(load.first_rejections)]
+        return cls(source=load.source, rows=load.rows, rejected=load.rejected,
+                   first_rejections=rejections, limit=load.limit, seconds=load.seconds,
+                   new_certificates=load.new_certificates, new_domains=load.new_domains)
+
+
+def _rejections_json(rejections: list[RejectedLine]) -> list[dict[str, Any]]:
+    return [{"line": r.line, "source": r.source, "reason": r.reason, "text": r.text}
+            for r in rejections]
+
+
+# Opens one write transaction for one chunk (the pipeline's bulk writer), or
+# hands out the act transaction's own session.
+Transaction = Callable[[], AbstractContextManager[Session]]
 
 
 def certificate_key(item: CertRecord) -> str | None:
@@ -106,17 +148,30 @@ def _reject(outcome: ListOutcome, item: RejectedLine) -> None:
         outcome.first_rejections.append(item)
 
 
-def store_list(session: Session, incident_id: str, inbound_id: int | None,
-               attachment: Attachment) -> ListOutcome:
-    """Stream one attached list into Certificate and Domain rows, CHUNK_ROWS at a time."""
+def store_list(transaction: Transaction, incident_id: str, inbound_id: int, position: int,
+               attachment: Attachment, prior: CertificateListLoad | None = None) -> ListOutcome:
+    """Stream one attached list into Certificate and Domain rows, CHUNK_ROWS a transaction.
+
+    The list is read between transactions, so a transaction holds only its
+    chunk's inserts and the list's progress. `prior` is the progress an
+    earlier, interrupted pass left: what it inserted still counts as new.
+    """
     started = time.perf_counter()
     outcome = ListOutcome(attachment.filename)
+    if prior is not None:
+        outcome.new_certificates, outcome.new_domains = prior.new_certificates, prior.new_domains
     rows: list[tuple[Any, ...]] = []
     domains: set[str] = set()
 
-    def flush() -> None:
-        insert_certificates(session, rows)
-        insert_domains(session, incident_id, sorted(domains))
+    def flush(complete: bool) -> None:
+        with transaction() as session:
+            began = time.perf_counter()
+            outcome.new_certificates += insert_certificates(session, rows)
+            outcome.new_domains += insert_domains(session, incident_id, sorted(domains))
+            outcome.seconds = time.perf_counter() - started
+            save_list_load(session, outcome.load(inbound_id, position, incident_id, complete))
+        outcome.chunks += 1
+        outcome.longest_chunk = max(outcome.longest_chunk, time.perf_counter() - began)
         rows.clear()
         domains.clear()
 
@@ -135,12 +190,39 @@ def store_list(session: Session, incident_id: str, inbound_id: int | None,
             rows.append(_row(item, key, incident_id, inbound_id))
             domains.update(item.dns_names)
             if len(rows) >= CHUNK_ROWS or len(domains) >= CHUNK_ROWS:
-                flush()
+                flush(complete=False)
     except LimitExceeded as exc:
         outcome.limit = str(exc)
-    flush()
-    outcome.seconds = time.perf_counter() - started
+    flush(complete=True)
     return outcome
+
+
+def store_lists_before_acting(ctx: Context, inbound_id: int, analysis: Analysis) -> None:
+    """The pipeline's pre-act stage: store the lists of a CA's mail in its own incident.
+
+    Classifies read-only, as the act will; only a `certificate-list` (a CA
+    contact writing in an incident of that CA) is stored here. Lists an
+    earlier attempt completed are skipped.
+    """
+    if not analysis.certificate_lists:
+        return
+    with ctx.db.read() as session:
+        cls = classify(session, ctx.config, analysis)
+        if cls.kind != "certificate-list" or cls.incident is None:
+            return
+        incident_id = cls.incident.id
+        loads = {load.position: load for load in list_loads(session, inbound_id)}
+    with ctx.db.bulk() as bulk:
+        for position, attachment in enumerate(analysis.certificate_lists):
+            load = loads.get(position)
+            if load is not None and load.incident_id == incident_id and load.complete:
+                continue
+            prior = load if load is not None and load.incident_id == incident_id else None
+            outcome = store_list(bulk.write, incident_id, inbound_id, position, attachment,
+                                 prior)
+            log.info("message %s in %s: %s in %.2f s, %d chunk(s), longest write "
+                     "transaction %.3f s", inbound_id, incident_id, _summary(outcome),
+                     outcome.seconds, outcome.chunks, outcome.longest_chunk)
 
 
 def _summary(outcome: ListOutcome) -> str:
@@ -159,14 +241,20 @@ def handle_certificate_list(session: Session, ctx: Context, inbound: InboundMess
     incident = cls.incident
     assert incident is not None and cls.ca is not None
     now = inbound.received_at
-    certs_before = certificate_count(session, incident.id)
-    domains_before = domain_count(session, incident.id)
+    assert inbound.id is not None
+    loads = {load.position: load for load in list_loads(session, inbound.id)}
     outcomes = []
-    for attachment in analysis.certificate_lists:
-        outcome = store_list(session, incident.id, inbound.id, attachment)
+    for position, attachment in enumerate(analysis.certificate_lists):
+        load = loads.get(position)
+        mine = load is not None and load.incident_id == incident.id
+        if mine and load is not None and load.complete:
+            outcome = ListOutcome.from_load(load)  # stored before acting
+        else:
+            outcome = store_list(lambda: nullcontext(session), incident.id, inbound.id,
+                                 position, attachment, load if mine else None)
+            log.info("message %s in %s: %s in %.2f s", inbound.id, incident.id,
+                     _summary(outcome), outcome.seconds)
         outcomes.append(outcome)
-        log.info("message %s in %s: %s in %.2f s", inbound.id, incident.id, _summary(outcome),
-                 outcome.seconds)
         session.add(Event(incident_id=incident.id, at=now, kind="certificate-list", rule="R2",
                           inbound_id=inbound.id, summary=_summary(outcome),
                           data=json.dumps(outcome.event_data())))
@@ -175,8 +263,8 @@ def handle_certificate_list(session: Session, ctx: Context, inbound: InboundMess
     satisfied = satisfy(session, incident, cls.kind, inbound, now,
                         hint_text=analysis.message.subject or "")
     totals = {"rows": sum(o.rows for o in outcomes),
-              "new_certificates": certs_after - certs_before,
-              "new_domains": domains_after - domains_before,
+              "new_certificates": sum(o.new_certificates for o in outcomes),
+              "new_domains": sum(o.new_domains for o in outcomes),
               "certificates": certs_after, "domains": domains_after,
               "rejected": sum(o.rejected for o in outcomes)}
     inbound.note = (f"{totals['rows']:,} rows, {totals['new_certificates']:,} new certificates, "
