@@ -266,6 +266,8 @@ class CertificateListLoad(SQLModel, table=True):
     limit: str | None = None
     first_rejections: str = "[]"  # JSON
     seconds: float = 0.0
+    chunks: int = 0  # write transactions in the latest pass
+    longest_chunk: float = 0.0  # seconds the longest of them held the write lock
     complete: bool = False
 
 

@@ -102,7 +102,8 @@ class ListOutcome:
             source=self.source, rows=self.rows, rejected=self.rejected,
             new_certificates=self.new_certificates, new_domains=self.new_domains,
             limit=self.limit, first_rejections=json.dumps(_rejections_json(self.first_rejections)),
-            seconds=self.seconds, complete=complete)
+            seconds=self.seconds, chunks=self.chunks, longest_chunk=self.longest_chunk,
+            complete=complete)
 
     @classmethod
     def from_load(cls, load: CertificateListLoad) -> ListOutcome:
@@ -110,7 +111,8 @@ class ListOutcome:
                       for r in json.loads(load.first_rejections)]
         return cls(source=load.source, rows=load.rows, rejected=load.rejected,
                    first_rejections=rejections, limit=load.limit, seconds=load.seconds,
-                   new_certificates=load.new_certificates, new_domains=load.new_domains)
+                   new_certificates=load.new_certificates, new_domains=load.new_domains,
+                   chunks=load.chunks, longest_chunk=load.longest_chunk)
 
 
 def _rejections_json(rejections: list[RejectedLine]) -> list[dict[str, Any]]:
@@ -169,9 +171,16 @@ def store_list(transaction: Transaction, incident_id: str, inbound_id: int, posi
             outcome.new_certificates += insert_certificates(session, rows)
             outcome.new_domains += insert_domains(session, incident_id, sorted(domains))
             outcome.seconds = time.perf_counter() - started
+            outcome.chunks += 1
             save_list_load(session, outcome.load(inbound_id, position, incident_id, complete))
-        outcome.chunks += 1
-        outcome.longest_chunk = max(outcome.longest_chunk, time.perf_counter() - began)
+        # Measured after the commit; the row above has the longest of the chunks before.
+        held = time.perf_counter() - began
+        if held > outcome.longest_chunk:
+            outcome.longest_chunk = held
+            if complete:
+                with transaction() as session:
+                    save_list_load(session, outcome.load(inbound_id, position, incident_id,
+                                                         complete))
         rows.clear()
         domains.clear()
 
