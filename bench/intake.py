@@ -17,6 +17,7 @@ import argparse
 import email
 import json
 import os
+import signal
 import smtplib
 import socket
 import sqlite3
@@ -146,6 +147,25 @@ class AckSink:
         return "250 OK"
 
 
+def summarize_profile(raw: str, top: int = 25) -> str:
+    """py-spy's collapsed stacks to the functions of rootnotify where samples fall (inclusive)."""
+    from collections import Counter
+
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        frames = {f.split(" (")[0] + " (" + f.split("(")[-1].split(":")[0] + ")"
+                  for f in stack.split(";") if "/bot/" in f or "/storage/" in f}
+        for frame in frames:
+            inclusive[frame] += int(count)
+    lines = [f"{n / max(total, 1):6.1%}  {frame}" for frame, n in inclusive.most_common(top)]
+    return f"samples: {total}\n" + "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=1000)
@@ -205,14 +225,20 @@ name = "Example CA"
 contacts = ["{CA}"]
 """)
         command = [sys.executable, "-m", "bot.cli", "--config", str(config), "serve"]
-        if args.profile:
-            command = [sys.executable, "-m", "pyinstrument", "-o", str(Path(tmp) / "prof.txt"),
-                       "-m", "bot.cli", "--config", str(config), "serve"]
         log_path = os.environ.get("BENCH_LOG", os.devnull)  # the server's log, if wanted
         with open(log_path, "w") as log:
             server = subprocess.Popen(command, cwd=ROOT, stderr=log)
+        spy = None
         try:
             wait_port(port)
+            if args.profile:
+                # py-spy samples every thread of both processes (the worker does
+                # its work in threads, which pyinstrument would not see).
+                spy = subprocess.Popen(["py-spy", "record", "--pid", str(server.pid),
+                                        "--subprocesses", "--format", "raw", "--rate", "100",
+                                        "-o", str(Path(tmp) / "prof.txt")],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(1)  # let it attach
             loaded = run_load(port, args.messages, args.sessions, "rootnotify")
             rate = len(loaded["accepted"]) / loaded["elapsed"]
             print(f"(b) rootnotify serve: {rate:8.1f} msg/s")
@@ -222,6 +248,9 @@ contacts = ["{CA}"]
                 time.sleep(0.1)
             drained = time.time() - max(loaded["accepted"].values())
             print(f"backlog drained (all acknowledged) {drained:.1f} s after the load stopped")
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
         finally:
             server.terminate()
             server.wait(60)
@@ -230,7 +259,7 @@ contacts = ["{CA}"]
         stored = db.execute("select count(*) from inbound_message").fetchone()[0]
         incidents = db.execute("select count(*) from incident").fetchone()[0]
         if args.profile:
-            print((Path(tmp) / "prof.txt").read_text()[:6000])
+            print(summarize_profile((Path(tmp) / "prof.txt").read_text()))
 
     latencies = sorted(arrivals[0] - loaded["accepted"][mid]
                        for mid, arrivals in sink.arrivals.items() if mid in loaded["accepted"])

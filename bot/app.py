@@ -24,6 +24,7 @@ from bot.pipeline import process_pending
 from bot.scheduler import run_scheduler
 from storage.db import Database, open_database
 from storage.rawstore import GroupCommitWriter
+from storage.spool import SpoolWriter
 
 log = logging.getLogger("rootnotify.app")
 
@@ -51,7 +52,11 @@ class Service:
         self.db = db or open_database(config.storage_url)
         self.ctx: Context = make_context(config, self.db, self.clock)
         self.transport = transport or transport_for(config)
-        self.writer = GroupCommitWriter(self.db)
+        # `serve`'s intake process spools (storage.spool) so that answering 250
+        # never waits for the worker's database lock; in one process the group
+        # commit goes straight into the database.
+        self.writer: GroupCommitWriter | SpoolWriter = (
+            SpoolWriter(config.bot.spool_dir) if role == "intake" else GroupCommitWriter(self.db))
         self.stored = asyncio.Event()
         self.queued = asyncio.Event()
         self.stopping = asyncio.Event()

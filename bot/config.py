@@ -123,6 +123,11 @@ class BotConfig:
     loop_marker: str
     max_auto_replies_per_day: int
 
+    @property
+    def spool_dir(self) -> Path:
+        """Where `serve` spools SMTP mail before the worker imports it (storage.spool)."""
+        return self.data_dir / "spool"
+
 
 @dataclass(frozen=True)
 class SmtpConfig:

@@ -16,6 +16,7 @@ from bot.clock import as_utc, iso
 from bot.context import Context
 from storage import queries
 from storage.models import STATE_FAILED, STATE_PARKED, STATE_STORED
+from storage.spool import pending_bytes
 
 # `serve` processes a stored message within seconds; one waiting this long
 # means no pipeline is running (or it is stuck).
@@ -85,6 +86,8 @@ def health(ctx: Context) -> dict[str, Any]:
     return {
         "messages": states,
         "backlog": backlog,
+        # Mail `serve` accepted and spooled that the worker has not yet imported.
+        "spool_pending_bytes": pending_bytes(ctx.db, ctx.config.bot.spool_dir),
         "oldest_unprocessed_at": iso(oldest_in),
         "oldest_unprocessed_age_seconds": _age(now, oldest_in),
         "failed": states.get(STATE_FAILED, 0),

@@ -30,6 +30,7 @@ from storage.models import (
     InboundMessage,
 )
 from storage.rawstore import load_raw
+from storage.spool import import_spool
 
 log = logging.getLogger("rootnotify.pipeline")
 
@@ -181,6 +182,8 @@ def process_pending(ctx: Context, limit: int | None = None) -> PipelineReport:
     report = PipelineReport()
     seen: set[int] = set()
     while True:
+        # Mail `serve` spooled goes into the database first, in arrival order.
+        import_spool(ctx.db, ctx.config.bot.spool_dir)
         ids = [i for i in pending_ids(ctx) if i not in seen]
         if limit is not None:
             ids = ids[: max(limit - len(seen), 0)]

@@ -11,13 +11,14 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable
+from typing import Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from bot.clock import Clock
 from bot.config import Config
 from bot.errors import RecipientRefused, StoreUnavailable
-from storage.rawstore import Arrival, GroupCommitWriter
+from storage.rawstore import Arrival, StoreResult
 
 log = logging.getLogger("rootnotify.intake.smtp")
 
@@ -35,11 +36,17 @@ def accepts_recipient(bot_address: str, recipient: str) -> bool:
     return local == bot_local or local.startswith(bot_local + "+")
 
 
+class DurableStore(Protocol):
+    async def store(self, arrival: Arrival) -> StoreResult | None:
+        """Durable when it returns; None when the database number is given later (spool)."""
+        ...
+
+
 class IntakeHandler:
     def __init__(
         self,
         config: Config,
-        writer: GroupCommitWriter,
+        writer: DurableStore,
         clock: Clock,
         on_stored: Callable[[], None] = lambda: None,
     ) -> None:
@@ -79,6 +86,10 @@ class IntakeHandler:
         except Exception as exc:
             log.error("%s message not stored (%s); answered 451", peer, exc)
             return StoreUnavailable.smtp_reply
+        if result is None:  # spooled: the worker imports it and gives it its number
+            log.info("%s spooled %d bytes from <%s>", peer, len(raw), envelope.mail_from)
+            self.on_stored()
+            return "250 2.0.0 Queued"
         if result.duplicate:
             log.info("%s duplicate of stored message %d; accepted, not processed again",
                      peer, result.id)

@@ -1,0 +1,280 @@
+"""The intake spool: SMTP mail made durable in an append-only file, imported later.
+
+Why a spool: in `serve` the listener must make a message durable before it
+answers 250, and with SQLite the worker process holds the database's write
+lock while it acts on mail; waiting for that lock made the listener as slow
+as the pipeline. Mail servers solve this with a queue directory; this is the
+same idea with group commit: one writer thread appends every waiting message
+to the current segment file with a single write and one `fdatasync`, and
+only then are the SMTP sessions answered.
+
+The worker imports records into the database in order; the position it
+reached is committed in the same transaction as the imported rows, so each
+record is imported exactly once, whatever crashes when. Segments are never
+appended to after a restart (a torn tail from a crash is left behind and
+skipped: it was never acknowledged), and a fully imported segment is deleted.
+
+Record layout: MAGIC, then `struct HEADER` (meta length, raw length, CRC-32
+of meta and raw), then the JSON meta, then the raw bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from storage.db import Database
+from storage.models import Meta
+from storage.rawstore import Arrival, StoreResult, store_batch
+
+log = logging.getLogger("rootnotify.spool")
+
+MAGIC = b"RNS1"
+HEADER = struct.Struct(">III")  # meta length, raw length, crc32
+# A new segment is begun past this size, so that imported mail is freed in
+# pieces rather than in one file that grows for ever.
+SEGMENT_BYTES = 64 * 1024 * 1024
+# Records taken by one group commit; bounds one write's size in memory.
+GROUP_MAX_RECORDS = 256
+GROUP_MAX_BYTES = 64 * 1024 * 1024
+# Records imported into the database per transaction: short enough that the
+# worker's own write lock is not held for long, large enough to share a sync.
+IMPORT_BATCH = 200
+POSITION_KEY = "spool_position"
+
+
+def _segment_name(number: int) -> str:
+    return f"segment-{number:010d}.spool"
+
+
+def _segment_number(path: Path) -> int:
+    return int(path.stem.split("-")[1])
+
+
+def segments(folder: Path) -> list[Path]:
+    return sorted(folder.glob("segment-*.spool"), key=_segment_number)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def encode(arrival: Arrival) -> bytes:
+    meta = json.dumps({
+        "channel": arrival.channel,
+        "received_at": arrival.received_at.isoformat(),
+        "envelope_from": arrival.envelope_from,
+        "envelope_to": list(arrival.envelope_to),
+    }).encode()
+    crc = zlib.crc32(arrival.raw, zlib.crc32(meta))
+    return MAGIC + HEADER.pack(len(meta), len(arrival.raw), crc) + meta + arrival.raw
+
+
+@dataclass(frozen=True)
+class Record:
+    segment: int
+    end: int  # offset just past this record
+    arrival: Arrival
+
+
+def read_records(path: Path, offset: int) -> Iterator[Record]:
+    """Whole, intact records of one segment from `offset`; stops at a torn or bad tail."""
+    number = _segment_number(path)
+    head_size = len(MAGIC) + HEADER.size
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        while True:
+            head = fh.read(head_size)
+            if len(head) < head_size or head[:4] != MAGIC:
+                return
+            meta_len, raw_len, crc = HEADER.unpack(head[4:])
+            meta = fh.read(meta_len)
+            raw = fh.read(raw_len)
+            if len(meta) < meta_len or len(raw) < raw_len:
+                return
+            if zlib.crc32(raw, zlib.crc32(meta)) != crc:
+                log.error("%s: record at %d fails its checksum; the rest of this segment is "
+                          "skipped (it was never acknowledged)", path.name, offset)
+                return
+            fields = json.loads(meta)
+            offset += head_size + meta_len + raw_len
+            yield Record(number, offset, Arrival(
+                raw=raw, channel=fields["channel"],
+                received_at=datetime.fromisoformat(fields["received_at"]),
+                envelope_from=fields["envelope_from"],
+                envelope_to=tuple(fields["envelope_to"])))
+
+
+class SpoolWriter:
+    """The one thread that appends and syncs; SMTP sessions await their record's sync."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._queue: queue.Queue[tuple[bytes, Future[None]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
+        self._fd: int | None = None
+        self._size = 0
+        self.syncs = 0
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._open_next()
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    async def store(self, arrival: Arrival) -> StoreResult | None:
+        """Durable on return; None because the database id is given at import."""
+        future: Future[None] = Future()
+        self._queue.put((encode(arrival), future))
+        await asyncio.wrap_future(future)
+        return None
+
+    def _open_next(self) -> None:
+        # Always a new segment, never appending after what a crash may have torn.
+        existing = segments(self.folder)
+        number = _segment_number(existing[-1]) + 1 if existing else 1
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = os.open(self.folder / _segment_name(number),
+                           os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        _fsync_dir(self.folder)
+        self._size = 0
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            size = len(first[0])
+            stopping = False
+            while len(batch) < GROUP_MAX_RECORDS and size < GROUP_MAX_BYTES:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+                size += len(item[0])
+            self._write(batch)
+            if stopping:
+                return
+
+    def _write(self, batch: list[tuple[bytes, Future[None]]]) -> None:
+        try:
+            assert self._fd is not None
+            if self._size > SEGMENT_BYTES:
+                self._open_next()
+            data = b"".join(record for record, _ in batch)
+            written = 0
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
+            os.fdatasync(self._fd)
+            self._size += len(data)
+            self.syncs += 1
+        except Exception as exc:
+            log.error("spool write of %d message(s) failed: %s", len(batch), exc)
+            for _, future in batch:
+                future.set_exception(exc)
+            # What was written may be torn; later records go to a fresh segment.
+            try:
+                self._open_next()
+            except OSError as reopen:
+                log.error("cannot open a new spool segment: %s", reopen)
+            return
+        for _, future in batch:
+            future.set_result(None)
+
+
+def _position(session) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    row = session.get(Meta, POSITION_KEY)
+    if row is None:
+        return 0, 0
+    segment, _, offset = row.value.partition(":")
+    return int(segment), int(offset)
+
+
+def _set_position(session, segment: int, offset: int) -> None:  # type: ignore[no-untyped-def]
+    row = session.get(Meta, POSITION_KEY) or Meta(key=POSITION_KEY, value="")
+    row.value = f"{segment}:{offset}"
+    session.add(row)
+
+
+def import_spool(db: Database, folder: Path) -> int:
+    """Import every whole record not yet imported; returns how many new messages were stored."""
+    if not folder.is_dir():
+        return 0
+    stored = 0
+    while True:
+        with db.read() as session:
+            at_segment, at_offset = _position(session)
+        files = [p for p in segments(folder) if _segment_number(p) >= at_segment]
+        progressed = False
+        for index, path in enumerate(files):
+            number = _segment_number(path)
+            offset = at_offset if number == at_segment else 0
+            batch: list[Record] = []
+            for record in read_records(path, offset):
+                batch.append(record)
+                if len(batch) >= IMPORT_BATCH:
+                    break
+            if batch:
+                with db.write() as session:
+                    if _position(session) != (at_segment, at_offset):
+                        return stored  # another importer moved on; start over next time
+                    results = store_batch(session, [r.arrival for r in batch])
+                    _set_position(session, number, batch[-1].end)
+                stored += sum(1 for r in results if not r.duplicate)
+                progressed = True
+                break
+            is_last = index == len(files) - 1
+            if not is_last:
+                # Nothing more in this older segment (the writer moved on): pass it.
+                with db.write() as session:
+                    if _position(session) == (at_segment, at_offset):
+                        _set_position(session, _segment_number(files[index + 1]), 0)
+                path.unlink(missing_ok=True)
+                progressed = True
+                break
+        if not progressed:
+            return stored
+
+
+def pending_bytes(db: Database, folder: Path) -> int:
+    """Bytes of the spool not yet imported (the intake backlog before the database)."""
+    if not folder.is_dir():
+        return 0
+    with db.read() as session:
+        at_segment, at_offset = _position(session)
+    total = 0
+    for path in segments(folder):
+        number = _segment_number(path)
+        if number > at_segment:
+            total += path.stat().st_size
+        elif number == at_segment:
+            total += max(path.stat().st_size - at_offset, 0)
+    return total
