@@ -224,3 +224,68 @@ class GroupCommitWriter:
         self.commits += 1
         for (_, future), result in zip(batch, results, strict=True):
             future.set_result(result)
+
+
+# Columns `store_batch_direct` writes, in order; the same values `store_batch`
+# gives them (the other columns stay NULL, as there).
+_DIRECT_COLUMNS = ("dedup_key", "sha256", "message_id", "channel", "received_at",
+                   "envelope_from", "envelope_to", "size", "duplicates", "state", "attempts",
+                   "quarantined")
+# Keys per `IN (...)` lookup: below SQLite's historical 999-variable limit, so a
+# large configured batch still works on an old SQLite.
+_DIRECT_LOOKUP_CHUNK = 500
+
+
+def store_batch_direct(session: Session, arrivals: Sequence[Arrival]) -> list[StoreResult]:
+    """`store_batch` on SQLite's own cursor, inside the session's transaction. No commit.
+
+    The same rows, dedup and duplicate counts as `store_batch`, without
+    SQLAlchemy's per-statement work (compiling, per-row parameter processing),
+    which is most of `store_batch`'s time on a batch of small messages and runs
+    under the GIL, where it competes with the IMAP fetch it is meant to overlap
+    (measured: ~40 µs a message there against ~5 µs here). Times go through the
+    column's own type (`UTCDateTime`), so they are stored exactly as SQLAlchemy
+    stores them. Other dialects take `store_batch`.
+    """
+    connection = session.connection()  # begins the transaction (BEGIN IMMEDIATE)
+    if connection.dialect.name != "sqlite":
+        return store_batch(session, arrivals)
+    inbound = InboundMessage.__table__
+    dialect = connection.dialect
+    to_db = inbound.c.received_at.type.dialect_impl(dialect).bind_processor(dialect)
+    cursor = connection.connection.cursor()
+    try:
+        prints = [fingerprint(a.raw) for a in arrivals]
+        keys = list({p.dedup_key for p in prints})
+        known: dict[str, int] = {}
+        for start in range(0, len(keys), _DIRECT_LOOKUP_CHUNK):
+            chunk = keys[start:start + _DIRECT_LOOKUP_CHUNK]
+            cursor.execute("SELECT dedup_key, id FROM inbound_message WHERE dedup_key IN "
+                           f"({','.join('?' * len(chunk))})", chunk)
+            known.update(cursor.fetchall())
+        insert_inbound = (f"INSERT INTO inbound_message ({', '.join(_DIRECT_COLUMNS)}) "
+                          f"VALUES ({', '.join('?' * len(_DIRECT_COLUMNS))})")
+        results: list[StoreResult] = []
+        repeats: dict[int, int] = {}
+        for arrival, fp in zip(arrivals, prints, strict=True):
+            existing = known.get(fp.dedup_key)
+            if existing is not None:  # seen before, or earlier in this batch
+                repeats[existing] = repeats.get(existing, 0) + 1
+                results.append(StoreResult(id=existing, duplicate=True))
+                continue
+            when = arrival.received_at
+            cursor.execute(insert_inbound, (
+                fp.dedup_key, fp.sha256, fp.message_id, arrival.channel,
+                to_db(when) if to_db else when, arrival.envelope_from,
+                ",".join(arrival.envelope_to), len(arrival.raw), 0, STATE_STORED, 0, False))
+            row_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+            cursor.execute("INSERT INTO raw_message (id, data) VALUES (?, ?)",
+                           (row_id, arrival.raw))
+            known[fp.dedup_key] = row_id
+            results.append(StoreResult(id=row_id, duplicate=False))
+        if repeats:
+            cursor.executemany("UPDATE inbound_message SET duplicates = duplicates + ? "
+                               "WHERE id = ?", [(n, row_id) for row_id, n in repeats.items()])
+        return results
+    finally:
+        cursor.close()
