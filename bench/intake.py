@@ -159,7 +159,8 @@ def summarize_profile(raw: str, top: int = 25) -> str:
             continue
         total += int(count)
         frames = {f.split(" (")[0] + " (" + f.split("(")[-1].split(":")[0] + ")"
-                  for f in stack.split(";") if "/bot/" in f or "/storage/" in f}
+                  for f in stack.split(";")
+                  if any(part in f for part in ("(bot/", "(storage/", "/bot/", "/storage/"))}
         for frame in frames:
             inclusive[frame] += int(count)
     lines = [f"{n / max(total, 1):6.1%}  {frame}" for frame, n in inclusive.most_common(top)]
@@ -235,7 +236,8 @@ contacts = ["{CA}"]
                 # py-spy samples every thread of both processes (the worker does
                 # its work in threads, which pyinstrument would not see).
                 spy = subprocess.Popen(["py-spy", "record", "--pid", str(server.pid),
-                                        "--subprocesses", "--format", "raw", "--rate", "100",
+                                        "--subprocesses", "--idle", "--format", "raw",
+                                        "--rate", "100",
                                         "-o", str(Path(tmp) / "prof.txt")],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1)  # let it attach
@@ -259,7 +261,9 @@ contacts = ["{CA}"]
         stored = db.execute("select count(*) from inbound_message").fetchone()[0]
         incidents = db.execute("select count(*) from incident").fetchone()[0]
         if args.profile:
-            print(summarize_profile((Path(tmp) / "prof.txt").read_text()))
+            raw_profile = (Path(tmp) / "prof.txt").read_text()
+            Path(os.environ.get("BENCH_PROFILE_OUT", os.devnull)).write_text(raw_profile)
+            print(summarize_profile(raw_profile))
 
     latencies = sorted(arrivals[0] - loaded["accepted"][mid]
                        for mid, arrivals in sink.arrivals.items() if mid in loaded["accepted"])

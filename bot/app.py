@@ -124,9 +124,7 @@ class Service:
         return lambda: loop.call_soon_threadsafe(self.stored.set)
 
     def _run_pipeline(self) -> None:
-        report = process_pending(self.ctx)
-        if report.processed:
-            self.queued_soon()
+        process_pending(self.ctx, on_progress=self.queued_soon)
 
     def queued_soon(self) -> None:
         """Wake the outbox sender (called from worker threads)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -40,12 +41,11 @@ MAX_ATTEMPTS = 8
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=1)
 BATCH = 100
-# Messages acted on in one transaction. Larger batches share one sync among
-# more messages but hold SQLite's write lock longer, and the listener waits for
-# that lock before it may answer 250: in bench/intake.py a batch of 16 cut the
-# intake rate to a quarter of what a batch of 2 allowed, while the pipeline's
-# own rate barely changed (its cost is CPU, not syncs). 4 keeps the wait short.
-TRANSACTION_BATCH = 4
+# Messages acted on in one transaction: one sync shared by them all. The cost
+# is the wait of other writers for SQLite's lock; `serve`'s listener spools
+# (storage.spool) and does not wait for it, and IMAP intake and the outbox can
+# wait the fraction of a second that 32 messages take.
+TRANSACTION_BATCH = 32
 
 
 @dataclass
@@ -177,7 +177,8 @@ def _record_failure(ctx: Context, inbound: InboundMessage, exc: Exception) -> No
         inbound.next_attempt_at = ctx.clock.now() + delay
 
 
-def process_pending(ctx: Context, limit: int | None = None) -> PipelineReport:
+def process_pending(ctx: Context, limit: int | None = None,
+                    on_progress: Callable[[], None] | None = None) -> PipelineReport:
     """Process every message that is due, oldest first, in batches, until none is left."""
     report = PipelineReport()
     seen: set[int] = set()
@@ -192,7 +193,10 @@ def process_pending(ctx: Context, limit: int | None = None) -> PipelineReport:
         for start in range(0, len(ids), TRANSACTION_BATCH):
             chunk = ids[start:start + TRANSACTION_BATCH]
             seen.update(chunk)
-            for state in process_batch(ctx, chunk).values():
+            states = process_batch(ctx, chunk)
+            if on_progress is not None:
+                on_progress()  # e.g. wake the outbox: acknowledgements need not wait
+            for state in states.values():
                 if state == STATE_PROCESSED:
                     report.processed += 1
                 elif state == STATE_FAILED:

@@ -9,6 +9,8 @@ one failing at once when it upgrades a read lock.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +42,41 @@ MIGRATIONS: dict[int, object] = {}
 
 class SchemaTooNew(RuntimeError):
     pass
+
+
+class FairLock:
+    """A re-entrant lock granted in arrival order.
+
+    threading.RLock lets the thread that just released it take it again at
+    once, so a pipeline committing batch after batch starved the outbox
+    sender: every acknowledgement left only after the whole backlog.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting: deque[int] = deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> FairLock:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return self
+            self._waiting.append(me)
+            while self._owner is not None or self._waiting[0] != me:
+                self._cond.wait()
+            self._waiting.popleft()
+            self._owner, self._depth = me, 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
 
 
 def make_engine(url: str) -> Engine:
@@ -104,6 +141,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
+        self._writers = FairLock()
 
     def create(self) -> Database:
         create_schema(self.engine)
@@ -111,8 +149,14 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One write transaction: committed on success, rolled back on any error."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        """One write transaction: committed on success, rolled back on any error.
+
+        Writers of one process queue on a lock here first: SQLite's own busy
+        handler polls with sleeps of up to 100 ms, so two threads of the
+        worker (pipeline and outbox) waiting on it lost far more time than
+        the transactions took. Other processes still meet at SQLite's lock.
+        """
+        with self._writers, Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
@@ -129,7 +173,7 @@ class Database:
                 connection.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
                 connection.commit()
             try:
-                yield BulkWriter(connection)
+                yield BulkWriter(connection, self._writers)
             finally:
                 if sqlite:
                     connection.exec_driver_sql(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
@@ -147,14 +191,16 @@ class Database:
 class BulkWriter:
     """Short write transactions, one after another, on one held connection (cache kept warm)."""
 
-    def __init__(self, connection: sa.Connection) -> None:
+    def __init__(self, connection: sa.Connection,
+                 writers: FairLock | None = None) -> None:
         self.connection = connection
+        self._writers = writers or FairLock()
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction (BEGIN IMMEDIATE): committed on success, else rolled back."""
-        with self.connection.begin(), Session(bind=self.connection,
-                                              expire_on_commit=False) as session:
+        with self._writers, self.connection.begin(), Session(
+                bind=self.connection, expire_on_commit=False) as session:
             yield session
             session.flush()
 
