@@ -23,6 +23,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, select
 
+from storage.batching import take_batch
 from storage.db import Database
 from storage.models import STATE_STORED, InboundMessage, RawMessage
 
@@ -195,19 +196,8 @@ class GroupCommitWriter:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            size = len(first[0].raw)
-            stopping = False
-            while len(batch) < GROUP_COMMIT_MAX_MESSAGES and size < GROUP_COMMIT_MAX_BYTES:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-                size += len(item[0].raw)
+            batch, stopping = take_batch(self._queue, first, lambda item: len(item[0].raw),
+                                         GROUP_COMMIT_MAX_MESSAGES, GROUP_COMMIT_MAX_BYTES)
             self._commit(batch)
             if stopping:
                 return

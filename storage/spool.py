@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from storage.batching import take_batch
 from storage.db import Database
 from storage.models import Meta
 from storage.rawstore import Arrival, StoreResult, store_batch
@@ -167,19 +168,8 @@ class SpoolWriter:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            size = len(first[0])
-            stopping = False
-            while len(batch) < GROUP_MAX_RECORDS and size < GROUP_MAX_BYTES:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-                size += len(item[0])
+            batch, stopping = take_batch(self._queue, first, lambda item: len(item[0]),
+                                         GROUP_MAX_RECORDS, GROUP_MAX_BYTES)
             self._write(batch)
             if stopping:
                 return

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlmodel import select
+
 from storage.db import open_database
 from storage.models import InboundMessage, RawMessage
 from storage.rawstore import Arrival, store_batch
@@ -28,7 +30,7 @@ def test_a_batch_stores_each_message_once_and_counts_repeats_in_and_across_batch
     assert results[3].id == results[0].id  # repeated inside the batch
     assert len({results[0].id, results[2].id, earlier[0].id}) == 3
     with db.read() as session:
-        rows = {r.id: r for r in session.query(InboundMessage).all()}
+        rows = {r.id: r for r in session.exec(select(InboundMessage)).all()}
         assert len(rows) == 3
         assert rows[earlier[0].id].duplicates == 1 and rows[results[0].id].duplicates == 1
         assert rows[results[2].id].duplicates == 0

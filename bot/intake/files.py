@@ -7,16 +7,16 @@ made punctual by re-ingesting it.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import mailbox
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from bot.clock import Clock
+from bot.parse.message import parse_date
 from storage.db import Database
 from storage.rawstore import Arrival, store
 
@@ -39,15 +39,7 @@ class IngestReport:
 
 
 def _parse_time(value: bytes) -> datetime | None:
-    try:
-        parsed = email.utils.parsedate_to_datetime(value.decode("ascii", "replace").strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return parse_date(value.decode("ascii", "replace").strip())
 
 
 def receipt_time(raw: bytes) -> datetime | None:
