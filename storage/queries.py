@@ -269,3 +269,12 @@ def quarantined_since(session: Session, since: datetime, limit: int) -> Sequence
 def open_incidents(session: Session, limit: int = 1000) -> Sequence[Incident]:
     return session.exec(select(Incident).where(Incident.status == "open")
                         .order_by(col(Incident.year), col(Incident.seq)).limit(limit)).all()
+
+
+def undisclosed_incidents(session: Session, rulesets: Sequence[str],
+                          limit: int) -> Sequence[Incident]:
+    """Open incidents under a ruleset that asks for public disclosure, with no link yet."""
+    return session.exec(select(Incident).where(
+        Incident.status == "open", col(Incident.ruleset).in_(list(rulesets)),
+        col(Incident.public_disclosure).is_(None))
+        .order_by(col(Incident.notified_at)).limit(limit)).all()

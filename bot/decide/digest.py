@@ -17,6 +17,7 @@ from bot.clock import as_utc, iso, parse_iso
 from bot.context import Context
 from bot.decide.outmail import to_staff
 from bot.rules.deadlines import DEADLINE_KINDS_BY_NAME
+from bot.rules.rulesets import RULESETS
 from storage import queries
 from storage.models import Deadline, Meta
 
@@ -31,6 +32,10 @@ MAX_ROWS = 200
 FIRST_LOOKBACK = timedelta(days=1)
 LAST_DIGEST_KEY = "digest_last_at"
 UNAUTHENTICATED_EVENT = "command-unauthenticated"
+
+
+# Rulesets whose text asks the CA to disclose the incident publicly (2026-02).
+DISCLOSING_RULESETS = tuple(r.name for r in RULESETS.values() if r.public_disclosure_required)
 
 
 def send_digest(ctx: Context, now: datetime) -> int:
@@ -53,9 +58,10 @@ def send_digest(ctx: Context, now: datetime) -> int:
             proposals = queries.open_proposals(session, limit=MAX_ROWS)
             forged = queries.events_of_kind_since(session, UNAUTHENTICATED_EVENT, since, MAX_ROWS)
             quarantined = queries.quarantined_since(session, since, MAX_ROWS)
+            undisclosed = queries.undisclosed_incidents(session, DISCLOSING_RULESETS, MAX_ROWS)
             to_staff(session, ctx, "alert", "digest.txt.j2", day=local.date().isoformat(),
                      since=since, overdue=overdue, soon=soon, proposals=proposals,
-                     forged=forged, quarantined=quarantined)
+                     forged=forged, quarantined=quarantined, undisclosed=undisclosed)
             last_row = session.get(Meta, LAST_DIGEST_KEY) or Meta(key=LAST_DIGEST_KEY, value="")
             last_row.value = iso(now) or ""
             session.add(last_row)

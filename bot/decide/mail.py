@@ -74,6 +74,7 @@ def acknowledgement(session: Session, ctx: Context, incident: Incident, inbound:
         source=form.source if form else "the message",
         category_note=form.category_note if form else None,
         fields=_field_rows(analysis), missing=_labels(missing), problems=problems,
+        disclosure_required=ctx.config.bot.ruleset.public_disclosure_required,
         **_common(ctx))
     enqueue(session, ctx, MailSpec(
         kind="acknowledgement", to=[sender], cc=[c for c in ca.contacts if c != sender],

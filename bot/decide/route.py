@@ -14,6 +14,7 @@ from bot.decide.bounces import handle_bounce
 from bot.decide.certificates import handle_certificate_list
 from bot.decide.classify import ROLE_CA, ROLE_UNKNOWN, Classification, classify
 from bot.decide.commands import handle_command
+from bot.decide.disclosure import record_disclosure
 from bot.decide.incidents import apply_update, open_incident
 from bot.decide.limits import report_limits
 from bot.decide.mail import send_blank_form
@@ -104,6 +105,7 @@ def act(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analy
     HANDLERS[cls.kind](session, ctx, inbound, analysis, cls)
     report_limits(session, ctx, inbound, analysis, cls)
     alert_on_signature(session, ctx, inbound, analysis, cls)
+    record_disclosure(session, ctx, inbound, analysis, cls)
     log.info("message %s (%s) from %s: %s%s", inbound.id, message.message_id,
              message.from_address, cls.kind,
              f" in {inbound.incident_id}" if inbound.incident_id else "")
