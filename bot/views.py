@@ -155,6 +155,7 @@ def incident_json(session: Session, incident: Incident, now: datetime) -> dict[s
         "opened_at": iso(incident.created_at),
         "closed_at": iso(incident.closed_at),
         "exceptional": incident.exceptional,
+        "public_disclosure": incident.public_disclosure,
         "reports_mode": incident.reports_mode,
         "form_source": incident.form_source,
         "thread_message_id": incident.thread_message_id,
