@@ -26,6 +26,7 @@ import binascii
 import itertools
 import logging
 import re
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import collapse_rfc2231_value
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -76,6 +78,13 @@ MAX_CHAIN_DEPTH = 8
 # Certificate signature checks spent building paths; bounds loops and
 # many same-named candidate issuers (each check is ~30 µs for RSA-2048).
 MAX_PATH_SIGNATURE_CHECKS = 64
+# Per-certificate facts (names, e-mail addresses, key usage) and built chains
+# are cached: a sender signs many messages with one certificate, and deriving
+# them costs as much as the MIME and CMS handling of a message (~0.2 ms).
+# A few hundred signers is every CA contact of a root program with room to
+# spare; each entry is a few KB.
+CERTIFICATE_CACHE_SIZE = 512
+CHAIN_CACHE_SIZE = 512
 
 _DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,
@@ -640,14 +649,34 @@ def _find_signer(
     return None
 
 
+@dataclass(frozen=True)
+class _SignerFacts:
+    subject: str
+    emails: tuple[str, ...]
+    der: bytes
+    usage_problem: str | None
+
+
+# Keyed by the certificate, which hashes and compares by its DER: a pure
+# function of the certificate's bytes, so a cached answer is always the answer.
+@lru_cache(maxsize=CERTIFICATE_CACHE_SIZE)
+def _signer_facts(signer: x509.Certificate) -> _SignerFacts:
+    return _SignerFacts(
+        _safe_name(signer.subject),
+        _emails(signer),
+        signer.public_bytes(Encoding.DER),
+        _leaf_usage_problem(signer),
+    )
+
+
 def _with_signer(base: SmimeResult, signer: x509.Certificate, ctx: _Context) -> SmimeResult:
-    emails = _emails(signer)
+    facts = _signer_facts(signer)
     return replace(
         base,
-        signer_subject=_safe_name(signer.subject),
-        signer_emails=emails,
-        signer_certificate=signer.public_bytes(Encoding.DER),
-        from_mismatch=bool(ctx.from_address) and ctx.from_address not in emails,
+        signer_subject=facts.subject,
+        signer_emails=facts.emails,
+        signer_certificate=facts.der,
+        from_mismatch=bool(ctx.from_address) and ctx.from_address not in facts.emails,
     )
 
 
@@ -673,6 +702,7 @@ def _safe_name(name: x509.Name) -> str:
         return repr(name)
 
 
+@lru_cache(maxsize=CERTIFICATE_CACHE_SIZE)  # pure in the certificate's bytes, as above
 def _short_name(cert: x509.Certificate) -> str:
     try:
         cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -717,7 +747,7 @@ def _judge_chain(
                     f"{stale.not_valid_after_utc:%Y-%m-%d})"
                 ),
             )
-    problem = _leaf_usage_problem(signer) or _revocation_problem(chain, crls, ctx.at)
+    problem = _signer_facts(signer).usage_problem or _revocation_problem(chain, crls, ctx.at)
     if problem:
         return replace(base, status="untrusted", reason=f"signature valid, but {problem}")
     weak = "; SHA-1 digest (weak)" if base.weak_digest else ""
@@ -728,10 +758,37 @@ def _judge_chain(
     )
 
 
+# Chains cryptography's verifier built, by (signer, intermediates, anchors).
+# Of its checks only validity depends on the time, so a cached chain is
+# reused only when every certificate in it is valid at the new time; else the
+# verifier runs again (and may find another path, or refuse). Revocation (the
+# CRLs a message carries) and the leaf's usage are judged for every message.
+_ChainKey = tuple[x509.Certificate, tuple[x509.Certificate, ...], tuple[x509.Certificate, ...]]
+_chains: dict[_ChainKey, list[x509.Certificate]] = {}
+_chains_lock = threading.Lock()
+
+
 def _webpki_chain(
     signer: x509.Certificate, embedded: list[x509.Certificate], ctx: _Context
 ) -> list[x509.Certificate] | None:
     """The chain by cryptography's verifier, or None when its WebPKI CA rules refuse."""
+    intermediates = tuple(c for c in embedded if c != signer)
+    key = (signer, intermediates, ctx.anchors)
+    cached = _chains.get(key)
+    if cached is not None and _outside_validity(cached, ctx.at) is None:
+        return list(cached)
+    chain = _webpki_verify(signer, list(intermediates), ctx)
+    if chain is not None:
+        with _chains_lock:
+            if len(_chains) >= CHAIN_CACHE_SIZE:
+                _chains.clear()  # bounded; refilled by the senders still writing
+            _chains[key] = chain
+    return chain
+
+
+def _webpki_verify(
+    signer: x509.Certificate, intermediates: list[x509.Certificate], ctx: _Context
+) -> list[x509.Certificate] | None:
     try:
         verifier = (
             PolicyBuilder()
@@ -746,7 +803,6 @@ def _webpki_chain(
             )
             .build_client_verifier()
         )
-        intermediates = [c for c in embedded if c != signer]
         return list(verifier.verify(signer, intermediates).chain)
     except (VerificationError, ValueError, TypeError) as exc:
         log.debug("WebPKI path refused, trying the plain path check: %s", exc)
