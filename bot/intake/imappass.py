@@ -62,6 +62,9 @@ PIPELINE_BATCHES = 2
 # under Dovecot's 64 KB imap_max_line_length); a MOVE costs Dovecot ~7 ms
 # whatever its size, so fewer, larger ones are what keep up with the fetch.
 MOVE_MAX_UIDS = 2_000
+# Committed UIDs gathered before a MOVE (the rest go at the end of the pass).
+# Measured on Dovecot, 2,000 moved 50 at a time: 0.29 s; 500 at a time: 0.12 s;
+# and each MOVE makes the fetching session sync its expunges.
 MOVE_MIN_UIDS = 500
 
 
@@ -123,20 +126,18 @@ class _Mover:
             self.client = _second_connection(self.poller, self.uidvalidity)
         except BaseException as exc:  # reported to the fetching thread
             self.error = exc
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            uids, done = list(first), False
-            while True:  # everything committed meanwhile goes in the same MOVE
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    done = True
-                    break
+        uids: list[int] = []
+        done = False
+        while not done:
+            more = self._queue.get()
+            if more is None:
+                done = True
+            else:
                 uids += more
+                if len(uids) < MOVE_MIN_UIDS:
+                    continue  # a MOVE costs Dovecot ~7 ms whatever its size: gather first
+            if not uids:
+                continue
             if self.client is None:  # no second connection: the poller's moves them
                 with self._lock:
                     self._later += uids
@@ -145,8 +146,7 @@ class _Mover:
                     self._move_all(self.client, uids)
                 except BaseException as exc:  # reported to the fetching thread
                     self.error = exc
-            if done:
-                return
+            uids = []
 
     def _move_all(self, client: IMAPClient, uids: list[int]) -> None:
         for start in range(0, len(uids), MOVE_MAX_UIDS):
