@@ -274,7 +274,13 @@ def report(name: str, rows: int, ours: dict[str, float], bare: dict[str, float],
           f"  {rows / bare_domains['wall']:>9,.0f} rows/s  peak RSS {bare_domains['rss']:5.0f} MiB")
     ratio = ours["wall"] / bare["wall"]
     ratio_d = ours["wall"] / bare_domains["wall"]
-    print(f"  ratio ours/bare: {ratio:.2f} (certificates only), {ratio_d:.2f} (with domains);"
+    # The goal is against the certificates-only baseline: the csv module
+    # plus ONE executemany into a table of the shape of our certificate table.
+    # It is the stricter one (ours fills the domain table too, the baseline
+    # does not); the "+ domains" figure is shown for context only, and it reads
+    # the CSV twice, so it flatters ours.
+    print(f"  ratio ours/bare: {ratio:.2f} against the goal's baseline (certificates only),"
+          f" {ratio_d:.2f} against + domains (context only);"
           f" goal <= {GOAL_RATIO}: {'met' if ratio <= GOAL_RATIO else 'NOT met'};"
           f" RSS goal < {GOAL_RSS_MIB} MiB: {'met' if ours['rss'] < GOAL_RSS_MIB else 'NOT met'}")
 

@@ -34,6 +34,16 @@ READ_ONLY = "rootnotify_read_only"
 # bulk work lasts.
 BULK_CACHE_KIB = 64 * 1024
 DEFAULT_CACHE_KIB = 2_000  # SQLite's own default (PRAGMA cache_size = -2000)
+# WAL pages after which the bulk connection's commit copies the WAL into the
+# database. A list's chunk dirties thousands of pages of the unique indexes
+# (its keys are random) and the next chunk dirties most of them again; at the
+# default 1,000 pages every chunk was checkpointed on its own, each page
+# copied once per chunk (measured, inserts alone: 47 s for 1,000,000 rows
+# against 30 s with 100,000 pages). 16,384 pages (64 MiB) is a compromise not
+# measured alone: it bounds the WAL file and the longer checkpoint that one
+# chunk's commit (and so the write lock) sometimes pays.
+BULK_WAL_AUTOCHECKPOINT_PAGES = 16_384
+DEFAULT_WAL_AUTOCHECKPOINT_PAGES = 1_000  # SQLite's own default
 
 # Each migration takes the schema from version N-1 to N. Empty while the
 # schema is at its first version; a later change adds a function here.
@@ -171,12 +181,16 @@ class Database:
             sqlite = connection.dialect.name == "sqlite"
             if sqlite:
                 connection.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+                connection.exec_driver_sql(
+                    f"PRAGMA wal_autocheckpoint={BULK_WAL_AUTOCHECKPOINT_PAGES}")
                 connection.commit()
             try:
                 yield BulkWriter(connection, self._writers)
             finally:
                 if sqlite:
                     connection.exec_driver_sql(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
+                    connection.exec_driver_sql(
+                        f"PRAGMA wal_autocheckpoint={DEFAULT_WAL_AUTOCHECKPOINT_PAGES}")
                     connection.commit()
 
     @contextmanager

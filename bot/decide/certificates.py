@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sqlmodel import Session
@@ -68,6 +69,11 @@ log = logging.getLogger("rootnotify.decide.certificates")
 # these machines: per-statement and per-commit overhead vanish, and a waiting
 # SMTP commit gets in well within a second.
 CHUNK_ROWS = 5_000
+# A chunk is flushed early at this many distinct domains per CHUNK_ROWS: rows
+# name one to three, so the common two still make chunks of CHUNK_ROWS rows
+# (flushing at CHUNK_ROWS domains made twice the transactions, each one
+# rewriting most of the unique indexes' hot pages).
+CHUNK_DOMAINS_PER_ROW = 2
 # Rejected lines kept per list in the event and quoted in the receipt: enough
 # to show the CA what is wrong; the count says how many there were.
 FIRST_REJECTIONS = 10
@@ -144,6 +150,9 @@ def _row(item: CertRecord, key: str, incident_id: str,
             item.crtsh_id, inbound_id)
 
 
+_by_key = itemgetter(0, 1)  # (incident_id, key): the unique index's order
+
+
 def _reject(outcome: ListOutcome, item: RejectedLine) -> None:
     outcome.rejected += 1
     if len(outcome.first_rejections) < FIRST_REJECTIONS:
@@ -168,6 +177,9 @@ def store_list(transaction: Transaction, incident_id: str, inbound_id: int, posi
     def flush(complete: bool) -> None:
         with transaction() as session:
             began = time.perf_counter()
+            # In key order, as the domains: the unique index's pages are then
+            # visited once each, in order, not at random (a third less time).
+            rows.sort(key=_by_key)
             outcome.new_certificates += insert_certificates(session, rows)
             outcome.new_domains += insert_domains(session, incident_id, sorted(domains))
             outcome.seconds = time.perf_counter() - started
@@ -198,7 +210,7 @@ def store_list(transaction: Transaction, incident_id: str, inbound_id: int, posi
             outcome.rows += 1
             rows.append(_row(item, key, incident_id, inbound_id))
             domains.update(item.dns_names)
-            if len(rows) >= CHUNK_ROWS or len(domains) >= CHUNK_ROWS:
+            if len(rows) >= CHUNK_ROWS or len(domains) >= CHUNK_ROWS * CHUNK_DOMAINS_PER_ROW:
                 flush(complete=False)
     except LimitExceeded as exc:
         outcome.limit = str(exc)
