@@ -140,3 +140,19 @@ def test_a_zip_bomb_is_cut_short_recorded_and_told(tmp_path):
         assert deadline(data, "certificate-list", "satisfied")
         event = next(e for e in data["events"] if e["kind"] == "certificate-list")
         assert event["data"]["limit"]
+
+
+def test_the_configured_decompression_limit_applies_to_lists(tmp_path):
+    # 1,000 rows decompress to ~45 KB at a modest ratio: within the defaults,
+    # past an operator's [limits] max_decompressed_bytes of 16 KiB.
+    rows = "".join(f"{i + 1:x},CN=Example Issuing CA 2,host{i}.example.com\n" for i in range(1000))
+    data = gzip.compress(("serial,issuer,dns_names\n" + rows).encode())
+    extra = "\n[limits]\nmax_decompressed_bytes = 16384\n"
+    with story_bot(tmp_path, NOW, extra=extra) as (bot, sink, _pki):
+        inc = requested(bot, sink)
+        send(bot, list_mail(inc, "list.csv.gz", "application/gzip", data))
+        assert "cut short by a safety limit" in receipt(sink).body
+        data = show(bot, inc)
+        assert data["certificates"]["count"] < 1000  # not the whole list: the limit held
+        event = next(e for e in data["events"] if e["kind"] == "certificate-list")
+        assert "decompressed" in str(event["data"]["limit"])

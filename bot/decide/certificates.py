@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import itemgetter
 from typing import Any
 
@@ -49,7 +49,8 @@ from bot.decide.signatures import signature_phrase
 from bot.errors import LimitExceeded
 from bot.outbox.enqueue import enqueue
 from bot.outbox.render import MailSpec
-from bot.parse.certlists import CertRecord, RejectedLine, iter_certificate_list
+from bot.parse.certlists import DEFAULT_LIMITS as DEFAULT_LIST_LIMITS
+from bot.parse.certlists import CertRecord, ListLimits, RejectedLine, iter_certificate_list
 from bot.parse.message import Attachment
 from storage.certificates import (
     certificate_count,
@@ -160,7 +161,8 @@ def _reject(outcome: ListOutcome, item: RejectedLine) -> None:
 
 
 def store_list(transaction: Transaction, incident_id: str, inbound_id: int, position: int,
-               attachment: Attachment, prior: CertificateListLoad | None = None) -> ListOutcome:
+               attachment: Attachment, prior: CertificateListLoad | None = None,
+               limits: ListLimits = DEFAULT_LIST_LIMITS) -> ListOutcome:
     """Stream one attached list into Certificate and Domain rows, CHUNK_ROWS a transaction.
 
     The list is read between transactions, so a transaction holds only its
@@ -197,7 +199,7 @@ def store_list(transaction: Transaction, incident_id: str, inbound_id: int, posi
         domains.clear()
 
     try:
-        for item in iter_certificate_list(attachment.filename, attachment.data):
+        for item in iter_certificate_list(attachment.filename, attachment.data, limits=limits):
             if isinstance(item, RejectedLine):
                 _reject(outcome, item)
                 continue
@@ -240,10 +242,15 @@ def store_lists_before_acting(ctx: Context, inbound_id: int, analysis: Analysis)
                 continue
             prior = load if load is not None and load.incident_id == incident_id else None
             outcome = store_list(bulk.write, incident_id, inbound_id, position, attachment,
-                                 prior)
+                                 prior, list_limits(ctx))
             log.info("message %s in %s: %s in %.2f s, %d chunk(s), longest write "
                      "transaction %.3f s", inbound_id, incident_id, _summary(outcome),
                      outcome.seconds, outcome.chunks, outcome.longest_chunk)
+
+
+def list_limits(ctx: Context) -> ListLimits:
+    """The list parser's limits with the archive limits the operator configured ([limits])."""
+    return replace(DEFAULT_LIST_LIMITS, archive=ctx.config.limits.archive)
 
 
 def _summary(outcome: ListOutcome) -> str:
@@ -272,7 +279,8 @@ def handle_certificate_list(session: Session, ctx: Context, inbound: InboundMess
             outcome = ListOutcome.from_load(load)  # stored before acting
         else:
             outcome = store_list(lambda: nullcontext(session), incident.id, inbound.id,
-                                 position, attachment, load if mine else None)
+                                 position, attachment, load if mine else None,
+                                 list_limits(ctx))
             log.info("message %s in %s: %s in %.2f s", inbound.id, incident.id,
                      _summary(outcome), outcome.seconds)
         outcomes.append(outcome)
