@@ -44,8 +44,8 @@ BATCH = 100
 # Messages acted on in one transaction: one sync shared by them all. The cost
 # is the wait of other writers for SQLite's lock; `serve`'s listener spools
 # (storage.spool) and does not wait for it, and IMAP intake and the outbox can
-# wait the fraction of a second that 32 messages take.
-TRANSACTION_BATCH = 32
+# wait the fraction of a second that 16 messages take.
+TRANSACTION_BATCH = 16
 
 
 @dataclass
