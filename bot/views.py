@@ -24,15 +24,17 @@ from storage import queries
 from storage.models import DL_OPEN, Event, FormValue, InboundMessage, Incident, OutboundMessage
 
 
+def _identity(incident: Incident) -> dict[str, Any]:
+    """The fields that name an incident, first in every view of it."""
+    return {"id": incident.id, "ca": incident.ca, "status": incident.status,
+            "category": incident.category, "ruleset": incident.ruleset}
+
+
 def incident_row(session: Session, incident: Incident, now: datetime) -> dict[str, Any]:
     open_deadlines = [d for d in queries.deadlines(session, incident.id) if d.state == DL_OPEN]
     nxt = min(open_deadlines, key=lambda d: as_utc(d.due_at), default=None)
     return {
-        "id": incident.id,
-        "ca": incident.ca,
-        "status": incident.status,
-        "category": incident.category,
-        "ruleset": incident.ruleset,
+        **_identity(incident),
         "opened_at": iso(incident.created_at),
         "notified_at": iso(incident.notified_at),
         "notification_deadline": iso(incident.notification_deadline),
@@ -141,11 +143,7 @@ def incident_json(session: Session, incident: Incident, now: datetime) -> dict[s
     messages += [_outbound_message(o) for o in outbound_rows]
     messages.sort(key=lambda m: m["at"] or "")
     return {
-        "id": incident.id,
-        "ca": incident.ca,
-        "status": incident.status,
-        "category": incident.category,
-        "ruleset": incident.ruleset,
+        **_identity(incident),
         "incident_at": iso(incident_at(values, "incident_at") or incident.incident_at),
         "discovered_at": iso(incident_at(values, "discovered_at") or incident.discovered_at),
         "notified_at": iso(incident.notified_at),
