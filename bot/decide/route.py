@@ -15,7 +15,7 @@ from bot.decide.certificates import handle_certificate_list
 from bot.decide.classify import ROLE_CA, ROLE_UNKNOWN, Classification, classify
 from bot.decide.commands import handle_command
 from bot.decide.disclosure import record_disclosure
-from bot.decide.incidents import apply_update, open_incident
+from bot.decide.incidents import open_incident
 from bot.decide.limits import report_limits
 from bot.decide.mail import send_blank_form
 from bot.decide.proposals import handle_proposal
@@ -33,12 +33,6 @@ def _notification(session: Session, ctx: Context, inbound: InboundMessage, analy
                   cls: Classification) -> None:
     incident = open_incident(session, ctx, inbound, analysis, cls)
     inbound.incident_id = incident.id
-
-
-def _update(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis,
-            cls: Classification) -> None:
-    assert cls.incident is not None
-    apply_update(session, ctx, cls.incident, inbound, analysis, cls)
 
 
 def _form_request(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis,
@@ -87,6 +81,11 @@ HANDLERS: dict[str, Handler] = {
     "other": _record_only,
 }
 
+# What applies to every message after its kind's handler, in this order: tell
+# a CA what was not read (limits), tell staff of a bad signature, record a
+# public disclosure link (2026-02).
+FOLLOW_UPS: tuple[Handler, ...] = (report_limits, alert_on_signature, record_disclosure)
+
 
 def act(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis) -> None:
     """Classify and act, inside the caller's transaction."""
@@ -103,9 +102,8 @@ def act(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analy
     if cls.incident is not None:
         inbound.incident_id = cls.incident.id
     HANDLERS[cls.kind](session, ctx, inbound, analysis, cls)
-    report_limits(session, ctx, inbound, analysis, cls)
-    alert_on_signature(session, ctx, inbound, analysis, cls)
-    record_disclosure(session, ctx, inbound, analysis, cls)
+    for follow_up in FOLLOW_UPS:
+        follow_up(session, ctx, inbound, analysis, cls)
     log.info("message %s (%s) from %s: %s%s", inbound.id, message.message_id,
              message.from_address, cls.kind,
              f" in {inbound.incident_id}" if inbound.incident_id else "")
