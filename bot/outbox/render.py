@@ -147,8 +147,13 @@ def compose(
     headers += [("Auto-Submitted", spec.auto_submitted), ("X-Auto-Response-Suppress", "All"),
                 (LOOP_HEADER, loop_marker)]
     msg = _mime_body(spec)
-    for name, value in headers:
-        msg[name] = _encoded(name, value)
+    # The body's MIME headers go after ours, so a person reading the raw mail
+    # sees From, To and Subject first.
+    mime_headers = list(msg.items())
+    for name, _ in mime_headers:
+        del msg[name]
+    for name, value in [*headers, *mime_headers]:
+        msg[name] = _encoded(name, value) if isinstance(value, str) else value
     recipients = list(dict.fromkeys([*_valid(spec.to), *_valid(spec.cc)]))
     return Composed(
         message_id=message_id,
@@ -189,10 +194,12 @@ def _mime_body(spec: MailSpec) -> Message:
     if not spec.attachments:
         return text
     outer = MIMEMultipart("mixed")
+    del text["MIME-Version"]  # once, on the message, not on each part (RFC 2045 4)
     outer.attach(text)
     for filename, content_type, data in spec.attachments:
         maintype, _, subtype = content_type.partition("/")
         part = MIMEBase(maintype, subtype or "octet-stream")
+        del part["MIME-Version"]
         part.set_payload(data)
         encode_base64(part)
         name = safe_filename(filename)
