@@ -6,6 +6,7 @@ import base64
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from asn1crypto import cms
@@ -19,6 +20,14 @@ from bot.parse.smime import (
     SmimeResult,
     load_certificates,
     verify_message,
+)
+from bot.parse.smime_der import read_signed_data
+from bot.parse.smime_locate import (
+    _find_delimiter_line,
+    decode_body,
+    find_smime,
+    parse_entity,
+    split_multipart,
 )
 from tests.corpus import corpus_file, corpus_files
 from tests.smime_factory import (
@@ -496,3 +505,60 @@ def test_any_mutation_of_a_signed_message_yields_a_verdict(cut, flip):
         mutated[cut % len(mutated)] ^= flip
     result = verify_message(bytes(mutated), anchors=anchors(*TB), at=NOW)
     assert result.status in STATUSES
+
+
+# The strict DER reader (smime_der) is a fast path: wherever it reads a
+# signature, the verdict must be the one asn1crypto's reader gives.
+DETACHED_SAMPLE = "smime/tb-nss-alice.dsig.SHA256.multipart.eml"
+
+
+def _asn1crypto_only():
+    return mock.patch("bot.parse.smime.read_signed_data", lambda der: None)
+
+
+def _signature_der(raw: bytes) -> tuple[bytes, bytes]:
+    """(the signature part's DER, the message with a placeholder where its base64 was)."""
+    _, entity, _ = find_smime(raw)
+    part = split_multipart(entity, entity.param("boundary"))[1]
+    body = parse_entity(part).body.rstrip()
+    return decode_body(parse_entity(part)), raw.replace(body, b"@SIGNATURE@")
+
+
+def test_der_reader_reads_the_usual_detached_signature():
+    der, _ = _signature_der(corpus_file(DETACHED_SAMPLE).read_bytes())
+    assert read_signed_data(der) is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "anchor_files", "at"),
+    [c[:3] for c in CORPUS_CASES],
+    ids=[f"{c[0].split('/')[1]}-{c[3]}" for c in CORPUS_CASES],
+)
+def test_der_reader_and_asn1crypto_reach_the_same_verdict(name, anchor_files, at):
+    fast = verify(name, anchor_files, at)
+    with _asn1crypto_only():
+        general = verify(name, anchor_files, at)
+    assert fast == general
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(at=st.integers(min_value=0, max_value=4000), flip=st.integers(min_value=1, max_value=255))
+def test_any_mutation_of_a_detached_signature_gets_the_same_verdict_from_both_readers(at, flip):
+    der, template = _signature_der(corpus_file(DETACHED_SAMPLE).read_bytes())
+    mutated = bytearray(der)
+    mutated[at % len(mutated)] ^= flip
+    raw = template.replace(b"@SIGNATURE@", base64.encodebytes(bytes(mutated)).rstrip())
+    fast = verify_message(raw, anchors=anchors(*TB), at=NOW)
+    with _asn1crypto_only():
+        general = verify_message(raw, anchors=anchors(*TB), at=NOW)
+    assert fast == general
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.lists(st.sampled_from([b"\n", b"-", b"--b", b"\n--b", b"x", b"\r\n"]), max_size=200),
+    start=st.integers(min_value=0, max_value=50),
+)
+def test_delimiter_search_by_hyphen_finds_what_a_plain_search_finds(body, start):
+    joined = b"".join(body)
+    assert _find_delimiter_line(joined, b"\n--b", start) == joined.find(b"\n--b", start)

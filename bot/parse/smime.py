@@ -9,7 +9,8 @@ This module is the public entry and the flow; the work is in its neighbours:
       ├─ application/pkcs7-mime signed-data ─ content = eContent
       ├─ application/pkcs7-mime enveloped-data ─ decrypt, verify the inner entity
       └─ nothing ─ "unsigned"
-    signed ─ smime_cms: signer cert (CMS certs + anchors), signature, messageDigest
+    signed ─ smime_der (strict DER, the usual case) or smime_asn1 (anything else): the fields
+           ─ smime_cms: signer cert (CMS certs + anchors), signature, messageDigest
            ─ smime_chain: path to the anchors, usage, revocation
     load_certificates ─ smime_certfile: anchors from PEM, DER or PKCS#7
 
@@ -30,15 +31,16 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
-from bot.parse.smime_certfile import load_certificates
-from bot.parse.smime_cms import (
+from bot.parse.smime_asn1 import (
     MAX_CMS_CERTIFICATES,
-    cms_certificates,
+    Asn1Signed,
     encapsulated_content,
     load_content_info,
     load_signed_data,
-    verify_signed_data,
 )
+from bot.parse.smime_certfile import load_certificates
+from bot.parse.smime_cms import cms_certificates, verify_signed_data
+from bot.parse.smime_der import read_signed_data
 from bot.parse.smime_locate import (
     SIGNATURE_TYPES,
     decode_body,
@@ -109,8 +111,10 @@ def _verify(raw: bytes, ctx: Context, layer: int) -> SmimeResult:
             return SmimeResult(
                 "unsigned", f"multipart/signed with protocol {protocol!r} is not S/MIME"
             )
-        signed_data = load_signed_data(decode_body(signature_entity))
-        result = verify_signed_data(signed_data, parts[0], ctx, detached=True)
+        der = decode_body(signature_entity)
+        # The strict DER reader reads the usual signature; anything else goes to asn1crypto.
+        signed = read_signed_data(der) or Asn1Signed(load_signed_data(der))
+        result = verify_signed_data(signed, parts[0], ctx, detached=True)
     else:
         der = decode_body(entity)
         content_info = load_content_info(der)
@@ -122,7 +126,7 @@ def _verify(raw: bytes, ctx: Context, layer: int) -> SmimeResult:
         signed_data = content_info["content"]
         content = encapsulated_content(signed_data)
         if not len(signed_data["signer_infos"]):
-            certs = cms_certificates(signed_data)
+            certs = cms_certificates(Asn1Signed(signed_data))
             return SmimeResult(
                 "unsigned",
                 f"certs-only S/MIME ({len(certs)} certificates), no signature",
@@ -130,7 +134,7 @@ def _verify(raw: bytes, ctx: Context, layer: int) -> SmimeResult:
             )
         if content is None:
             raise Refused("opaque signed-data carries no content")
-        result = verify_signed_data(signed_data, content, ctx, detached=False)
+        result = verify_signed_data(Asn1Signed(signed_data), content, ctx, detached=False)
     if result.content is not None and looks_like_smime(result.content):
         nested += "; the signed content is itself S/MIME (inner layer not verified here)"
     return replace(result, reason=result.reason + nested) if nested else result

@@ -26,6 +26,9 @@ MAX_MIME_PARTS = 100
 
 SIGNATURE_TYPES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
 _MIME_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
+# Hyphens tried as delimiter starts before the plain substring search takes
+# over: a miss costs ~0.3 µs, so content full of hyphens loses at most ~20 µs.
+_HYPHEN_PROBES = 64
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
@@ -76,7 +79,7 @@ def split_multipart(entity: Entity, boundary: str) -> list[bytes]:
         if search_from == first and body.startswith(delimiter, first):
             line_start = first
         else:
-            found = body.find(b"\n" + delimiter, search_from)
+            found = _find_delimiter_line(body, b"\n" + delimiter, search_from)
             if found < 0:
                 break
             line_start = found + 1
@@ -98,6 +101,25 @@ def split_multipart(entity: Entity, boundary: str) -> list[bytes]:
         part_start = line_end + 1
         search_from = line_end
     return parts
+
+
+def _find_delimiter_line(body: bytes, needle: bytes, start: int) -> int:
+    """`body.find(needle, start)` for a needle b"\\n--boundary", found by its hyphen.
+
+    The part before the signature is the whole message, often a megabyte; a
+    search for one byte (memchr) is ~9x faster over it than a substring
+    search, and base64 and most text hold few hyphens. Hyphen-rich content
+    hands over to the substring search after a few misses.
+    """
+    pos = start
+    for _ in range(_HYPHEN_PROBES):
+        hyphen = body.find(b"-", pos + 1)  # needle[1]: a match at i has its hyphen at i + 1
+        if hyphen < 0:
+            return -1
+        if body.startswith(needle, hyphen - 1):
+            return hyphen - 1
+        pos = hyphen  # every candidate before this hyphen has been tried
+    return body.find(needle, pos)
 
 
 def find_smime(raw: bytes, depth: int = 0) -> tuple[str, Entity, int] | None:
