@@ -363,13 +363,13 @@ def test_a_10000_message_folder_is_taken_in_batches_and_never_fetched_twice(tmp_
 
     poller.on_stored = stop_halfway
     fetched: list[list[int]] = []  # the UIDs of every body fetch
-    fetch = poller._fetch
+    fetch = poller._fetch_start  # every body FETCH is sent here, pipelined or not
 
     def counting_fetch(client, uids):  # type: ignore[no-untyped-def]
         fetched.append(list(uids))
         return fetch(client, uids)
 
-    poller._fetch = counting_fetch  # type: ignore[method-assign]
+    poller._fetch_start = counting_fetch  # type: ignore[method-assign]
     for _run in range(3):  # stopped halfway; the rest; then nothing is left
         client = connect(config.imap)
         poller._ensure_folder(client, config.imap.processed_folder)

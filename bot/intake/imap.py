@@ -66,7 +66,7 @@ from bot.intake.imapconn import (
     logout,
     peer_of,
 )
-from bot.intake.imapfetch import fetch_bodies
+from bot.intake.imapfetch import Bodies, PendingFetch, finish_fetch, start_fetch
 from bot.intake.imappass import MOVE_MAX_UIDS, Fetched, run_pass, uid_set
 from storage.db import Database
 from storage.models import ImapState
@@ -90,10 +90,11 @@ IDLE_CHECK_SECONDS = 1.0
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 # A batch also stops growing at this many bytes, so 50 large attachments are
-# not held in memory at once; up to 5 batches are in flight in a pass
-# (bot/intake/imappass.py), so this keeps a backlog of big mail near 40 MiB.
-# A single larger message is fetched alone.
-BATCH_MAX_BYTES = 8 * 1024 * 1024
+# not held in memory at once; up to 10 batches are in flight in a pass
+# (bot/intake/imappass.py: 4 waiting, 4 being committed, 2 being fetched), so
+# this keeps a backlog of big mail near 40 MiB. A single larger message is
+# fetched alone.
+BATCH_MAX_BYTES = 4 * 1024 * 1024
 # How long `stop` waits for the poller thread before cutting its socket
 # (a command in flight against a silent server would otherwise hold shutdown
 # for up to imapconn.SOCKET_TIMEOUT_SECONDS).
@@ -284,12 +285,29 @@ class ImapPoller:
 
     def _fetch(self, client: IMAPClient, uids: list[int]) -> Fetched:
         """One batch's bodies (never setting \\Seen) and arrival times, in one command."""
-        fetched = fetch_bodies(client, uid_set(uids))
+        return self._fetch_finish(client, self._fetch_start(client, uids), {})
+
+    def _fetch_start(self, client: IMAPClient, uids: list[int]) -> tuple[list[int], PendingFetch]:
+        """Send one batch's UID FETCH; its answer is read by `_fetch_finish`."""
+        return uids, start_fetch(client, uid_set(uids))
+
+    def _fetch_finish(self, client: IMAPClient, sent: tuple[list[int], PendingFetch],
+                      early: Bodies) -> Fetched:
+        """The answer to `sent`, taking from and adding to `early`.
+
+        Dovecot runs pipelined FETCHes in parallel and interleaves their
+        answers: reading up to one command's completion can also bring some of
+        the next command's messages. Those wait in `early` (at most the one
+        batch sent ahead) for the read that asks for them; dropping them would
+        lose mail once `last_uid` passes them.
+        """
+        uids, pending = sent
+        early.update(finish_fetch(client, pending))
         present: list[int] = []
         arrivals: list[Arrival] = []
         now = self.clock.now()
         for uid in uids:
-            item = fetched.get(uid)
+            item = early.pop(uid, None)
             if item is None:
                 continue  # expunged meanwhile by another client: not ours to take
             raw, when = item

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import imaplib
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 from imapclient import IMAPClient
@@ -35,12 +36,43 @@ _MONTHS = {m: i for i, m in enumerate(
      b"dec"), start=1)}
 
 
+@dataclass
+class PendingFetch:
+    """A UID FETCH sent and not yet read (`tag`), or already answered (`bodies`)."""
+
+    uid_set: str
+    tag: str | None = None
+    bodies: Bodies | None = None
+
+
 def fetch_bodies(client: IMAPClient, uid_set: str) -> Bodies:
     """UID -> (raw message, INTERNALDATE in UTC or None) for the UIDs still there."""
+    return finish_fetch(client, start_fetch(client, uid_set))
+
+
+def start_fetch(client: IMAPClient, uid_set: str) -> PendingFetch:
+    """Send the UID FETCH without waiting for its answer (read it with `finish_fetch`).
+
+    Sending the next batch's FETCH before reading this one's answer lets the
+    server produce batch k+1 while we read and parse batch k, instead of each
+    side waiting for the other once per batch. The server answers commands in
+    the order sent, so each answer is read whole before the next. Until it is
+    read, no other command may be sent on this connection: imaplib files every
+    untagged FETCH under one name, and another command's reply would take it.
+    """
     imap = getattr(client, "_imap", None)
-    if not isinstance(imap, imaplib.IMAP4):  # not a plain imapclient: its own fetch
-        return _from_parsed(client.fetch(uid_set, [b"BODY.PEEK[]", b"INTERNALDATE"]))
-    typ, data = imap.uid("FETCH", uid_set, FETCH_ITEMS)
+    if not isinstance(imap, imaplib.IMAP4):  # not a plain imapclient: its own fetch, now
+        parsed = client.fetch(uid_set, [b"BODY.PEEK[]", b"INTERNALDATE"])
+        return PendingFetch(uid_set, bodies=_from_parsed(parsed))
+    return PendingFetch(uid_set, tag=imap._command("UID", "FETCH", uid_set, FETCH_ITEMS))
+
+
+def finish_fetch(client: IMAPClient, pending: PendingFetch) -> Bodies:
+    """The answer to `pending`: UID -> (raw message, INTERNALDATE in UTC or None)."""
+    if pending.bodies is not None or pending.tag is None:
+        return pending.bodies or {}
+    imap: imaplib.IMAP4 = client._imap
+    typ, data = imap._untagged_response(*imap._command_complete("UID", pending.tag), "FETCH")
     if typ != "OK":
         raise imaplib.IMAP4.error(f"UID FETCH failed: {data!r}")
     fast = _parse(data)
