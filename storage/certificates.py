@@ -86,6 +86,18 @@ def _insert_many(session: Session, table: sa.Table, columns: tuple[str, ...],
         return connection.exec_driver_sql(plan.sql, list(rows)).rowcount
     params: list[tuple[Any, ...]] = []
     for row in rows:
+        if identity:
+            # Most rows of a big list need no processor at all: no validity
+            # dates, and a bool, which sqlite3 binds as the integer 0 or 1
+            # that Boolean's processor would give. Passing those rows as they
+            # are saves ~1.5 µs a row.
+            for position, _ in plan.processors:
+                value = row[position]
+                if value is not None and value.__class__ is not bool:
+                    break
+            else:
+                params.append(row)
+                continue
         values = [row[i] for i in plan.order]
         for position, processor in plan.processors:
             if values[position] is not None:

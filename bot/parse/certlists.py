@@ -68,6 +68,30 @@ class CertRecord:
     source: str  # file name (member path inside archives: "list.zip/part1.csv")
 
 
+# A CertRecord's fields as a plain tuple, in the same order: what the CSV fast
+# path builds (a tuple costs ~0.01 µs, a frozen CertRecord ~1.2 µs) and what
+# `iter_certificate_rows` yields to the bulk insert of a million-row list.
+CertFields = tuple[
+    str | None,  # sha256
+    str | None,  # serial
+    str | None,  # issuer
+    str | None,  # subject
+    tuple[str, ...],  # dns_names
+    datetime | None,  # not_before
+    datetime | None,  # not_after
+    bool,  # precertificate
+    int | None,  # crtsh_id
+    int | None,  # line
+    str,  # source
+]
+
+
+def _fields(record: CertRecord) -> CertFields:
+    return (record.sha256, record.serial, record.issuer, record.subject, record.dns_names,
+            record.not_before, record.not_after, record.precertificate, record.crtsh_id,
+            record.line, record.source)
+
+
 @dataclass(frozen=True, slots=True)
 class RejectedLine:
     line: int | None
@@ -123,6 +147,10 @@ _DOMAIN_RE = re.compile(
     r"(?:\*\.)?(?:[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?\.)+[a-z0-9-]*[a-z][a-z0-9-]*\.?"
 )
 _DOMAIN_SPLIT_RE = re.compile(r"[\s,;|\[\]{}\"']+")
+# The separators of _DOMAIN_SPLIT_RE other than white space: without them a
+# cell splits with str.split(), which splits on the same white space (both
+# use Python's str.isspace) three times faster than the regex.
+_DOMAIN_PUNCT_RE = re.compile(r"[,;|\[\]{}\"']")
 _PEM_BEGIN_RE = re.compile(r"^-----BEGIN ([A-Z0-9 #]+)-----", re.MULTILINE)
 
 _CERT_LABELS = frozenset({"CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"})
@@ -136,6 +164,9 @@ _OID_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")  # 1.2.840.113549.1.7
 
 
 Item = CertRecord | RejectedLine
+# What the readers yield inside this module: the CSV fast path's tuples are
+# turned into CertRecords (or the other way round) only by the public entries.
+AnyItem = CertRecord | CertFields | RejectedLine
 
 
 def _clip(text: str) -> str:
@@ -654,7 +685,24 @@ def _crtsh(value: str) -> tuple[int | None, str | None]:
 
 
 def _domains(value: str) -> list[str]:
-    return [d for d in _DOMAIN_SPLIT_RE.split(value.lower()) if d]
+    low = value.lower()
+    if _DOMAIN_PUNCT_RE.search(low) is None:
+        return low.split()
+    return [d for d in _DOMAIN_SPLIT_RE.split(low) if d]
+
+
+# Column kinds the fast path reads; a list with a PEM or decimal-serial column,
+# or with a kind named twice, takes the general path for every row.
+_FAST_KINDS = (_SERIAL_HEX, _ISSUER, _SUBJECT, _SHA256, _CRTSH, _DOMAINS)
+_MAX_CRTSH_DIGITS = 19  # a signed 64-bit id, as _crtsh accepts
+
+
+def _fast_columns(columns: list[int | None]) -> tuple[int, ...] | None:
+    """Each of _FAST_KINDS' column index (-1 if absent); None if the header does not fit."""
+    kinds = [k for k in columns if k is not None]
+    if any(k not in _FAST_KINDS for k in kinds) or len(set(kinds)) != len(kinds):
+        return None
+    return tuple(columns.index(k) if k in kinds else -1 for k in _FAST_KINDS)
 
 
 class _RowParser:
@@ -668,8 +716,56 @@ class _RowParser:
         )
         self.source = source
         self.reader = reader
+        self.fast = None if columns is None else _fast_columns(columns)
+        self.width = 0 if self.fast is None else max(self.fast) + 1
 
-    def parse(self, row: list[str], line: int, delimiter: str) -> Item:
+    def parse(self, row: list[str], line: int, delimiter: str) -> AnyItem:
+        """The row as CertFields when the fast path can read it, else as the general path does."""
+        if self.fast is not None and len(row) >= self.width:
+            fields = self._fast(row, line)
+            if fields is not None:
+                return fields
+        return self._parse(row, line, delimiter)
+
+    def _fast(self, row: list[str], line: int) -> CertFields | None:
+        """A row of the common shape, read with no function call a cell.
+
+        Plain hex serial, plain SHA-256, bare crt.sh id, issuer, subject,
+        domains. None when a cell needs the general path, which then also
+        words any rejection.
+        """
+        serial_at, issuer_at, subject_at, sha256_at, crtsh_at, domains_at = self.fast  # type: ignore[misc]
+        serial = sha256 = issuer = subject = None
+        crtsh_id: int | None = None
+        if serial_at >= 0 and (value := row[serial_at]):
+            if len(value) > MAX_SERIAL_HEX_DIGITS or _HEX_RE.fullmatch(value) is None:
+                return None
+            serial = value.lstrip("0").lower() or "0"
+        if sha256_at >= 0 and (value := row[sha256_at]):
+            if len(value) != 64 or _HEX_RE.fullmatch(value) is None:
+                return None
+            sha256 = value.lower()
+        if crtsh_at >= 0 and (value := row[crtsh_at]):
+            if not (value.isascii() and value.isdigit() and len(value) <= _MAX_CRTSH_DIGITS):
+                return None
+            crtsh_id = int(value)
+        if serial is None and sha256 is None and crtsh_id is None:
+            return None
+        if issuer_at >= 0:
+            issuer = row[issuer_at].strip() or None
+        if subject_at >= 0:
+            subject = row[subject_at].strip() or None
+        dns: tuple[str, ...] = ()
+        if domains_at >= 0 and (value := row[domains_at]):
+            low = value.lower()
+            if _DOMAIN_PUNCT_RE.search(low) is None:
+                dns = tuple(low.split())
+            else:
+                dns = tuple(d for d in _DOMAIN_SPLIT_RE.split(low) if d)
+        return (sha256, serial, issuer, subject, dns, None, None, False, crtsh_id, line,
+                self.source)
+
+    def _parse(self, row: list[str], line: int, delimiter: str) -> Item:
         serial = issuer = subject = sha256 = None
         crtsh_id: int | None = None
         pem: str | None = None
@@ -832,7 +928,7 @@ _MAYBE_SKIP = frozenset({"", "#", " ", "\t", "\r"})
 
 def _iter_rows(
     lines: _Lines, head: str, source: str, limits: ListLimits, reader: _CertReader
-) -> Iterator[Item]:
+) -> Iterator[AnyItem]:
     sample = [
         ln for ln in head.splitlines()[:21] if ln.strip() and not ln.lstrip().startswith("#")
     ][:20]
@@ -924,7 +1020,7 @@ def _is_der(head: bytes) -> bool:
 
 def _iter_stream(
     source: str, stream: io.BufferedReader, limits: ListLimits, reader: _CertReader
-) -> Iterator[Item]:
+) -> Iterator[AnyItem]:
     head = stream.peek(CHUNK)[:CHUNK]
     if _is_der(head):
         data = stream.read(limits.max_binary_bytes + 1)
@@ -959,6 +1055,22 @@ def iter_certificate_list(
 
     Raises only `LimitExceeded`; what was yielded before it stays valid.
     """
+    for item in _iter_items(filename, data, limits):
+        yield CertRecord(*item) if type(item) is tuple else item  # type: ignore[misc]
+
+
+def iter_certificate_rows(
+    filename: str, data: bytes, *, limits: ListLimits = DEFAULT_LIMITS
+) -> Iterator[CertFields | RejectedLine]:
+    """As `iter_certificate_list`, each record as its CertFields tuple: for bulk inserts.
+
+    A million-row CSV list then builds no CertRecord at all (~1.2 µs a row).
+    """
+    for item in _iter_items(filename, data, limits):
+        yield _fields(item) if type(item) is CertRecord else item  # type: ignore[misc,arg-type]
+
+
+def _iter_items(filename: str, data: bytes, limits: ListLimits) -> Iterator[AnyItem]:
     reader = _CertReader()
     members = iter_members(filename, data, limits.archive)
     while True:
@@ -1076,7 +1188,7 @@ def _head_looks_like(named: bool, ctype: str, head: bytes) -> bool:
     except csv.Error:
         return False
     for number, row in enumerate(rows, 1):
-        if isinstance(parser.parse(row, number, delimiter), CertRecord):
+        if not isinstance(parser.parse(row, number, delimiter), RejectedLine):
             good += 1
     return good * 2 > len(lines)
 
