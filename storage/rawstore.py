@@ -257,6 +257,10 @@ def store_batch_direct(session: Session, arrivals: Sequence[Arrival]) -> list[St
                           f"VALUES ({', '.join('?' * len(_DIRECT_COLUMNS))})")
         results: list[StoreResult] = []
         repeats: dict[int, int] = {}
+        # A batch's arrivals mostly share their second (IMAP INTERNALDATE, or
+        # the clock): each distinct time goes through the column type once.
+        # Equal instants convert alike (the type stores them in UTC).
+        stamps: dict[datetime, object] = {}
         for arrival, fp in zip(arrivals, prints, strict=True):
             existing = known.get(fp.dedup_key)
             if existing is not None:  # seen before, or earlier in this batch
@@ -264,9 +268,12 @@ def store_batch_direct(session: Session, arrivals: Sequence[Arrival]) -> list[St
                 results.append(StoreResult(id=existing, duplicate=True))
                 continue
             when = arrival.received_at
+            stamp = stamps.get(when)
+            if stamp is None:
+                stamp = stamps[when] = to_db(when) if to_db else when
             cursor.execute(insert_inbound, (
                 fp.dedup_key, fp.sha256, fp.message_id, arrival.channel,
-                to_db(when) if to_db else when, arrival.envelope_from,
+                stamp, arrival.envelope_from,
                 ",".join(arrival.envelope_to), len(arrival.raw), 0, STATE_STORED, 0, False))
             row_id = int(cursor.lastrowid)  # type: ignore[arg-type]
             cursor.execute("INSERT INTO raw_message (id, data) VALUES (?, ?)",
