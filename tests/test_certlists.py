@@ -602,3 +602,35 @@ def test_mangled_certificates_never_raise(junk: bytes, at: int) -> None:
     _never_raises("m.der", mangled)
     pem = b"-----BEGIN CERTIFICATE-----\n" + __import__("base64").encodebytes(mangled)
     _never_raises("m.pem", pem + b"-----END CERTIFICATE-----\n")
+
+
+# The CSV fast path (bot.parse.certlists_csv) must read every row it accepts
+# exactly as the general path does; the cells mix its shape with what it hands on.
+_FAST_HEADER = ("serial", "issuer", "crtsh_id", "dns_names", "sha256", "subject")
+_CELLS = {
+    "serial": ["", "00ab", "AB12", "0", " ab", "0xab", "ab:cd", "zz", "f" * 65, "1" * 64],
+    "issuer": ["", "CN=R3,O=X,C=US", "  CN=R3 ", " "],
+    "crtsh_id": ["", "123", " 123", "12345678901234567890", "https://crt.sh/?id=5", "x"],
+    "dns_names": ["", "a.example b.example", "A.Example,b.example", " ", "a.example\tb.example",
+                  "[a.example]", "a.example;b.example 'c.example'", "a.example\u2003b.example"],
+    "sha256": ["", "AB" * 32, "ab" * 32, "ab:" * 31 + "ab", "ab" * 31, " " + "ab" * 32],
+    "subject": ["", "CN=host", " CN=host ", "\t"],
+}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.fixed_dictionaries({k: st.sampled_from(v) for k, v in _CELLS.items()}),
+       st.permutations(list(_FAST_HEADER)), st.integers(min_value=0, max_value=2))
+def test_the_csv_fast_path_reads_a_row_as_the_general_path_does(
+        cells: dict[str, str], header: list[str], drop: int) -> None:
+    from bot.parse.certlists_csv import _column_kind, _RowParser
+    from bot.parse.certlists_der import _CertReader
+
+    names = header[drop:]
+    parser = _RowParser([_column_kind(n) for n in names], "l.csv", _CertReader())
+    row = [cells[n] for n in names]
+    assert parser.fast is not None
+    fast = parser._fast(row, 7)
+    general = parser._parse(row, 7, ",")
+    if fast is not None:
+        assert CertRecord(*fast) == general
