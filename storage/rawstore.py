@@ -261,6 +261,7 @@ def store_batch_direct(session: Session, arrivals: Sequence[Arrival]) -> list[St
         # the clock): each distinct time goes through the column type once.
         # Equal instants convert alike (the type stores them in UTC).
         stamps: dict[datetime, object] = {}
+        raw_rows: list[tuple[int, bytes]] = []  # (inbound id, bytes) of the new messages
         for arrival, fp in zip(arrivals, prints, strict=True):
             existing = known.get(fp.dedup_key)
             if existing is not None:  # seen before, or earlier in this batch
@@ -276,10 +277,18 @@ def store_batch_direct(session: Session, arrivals: Sequence[Arrival]) -> list[St
                 stamp, arrival.envelope_from,
                 ",".join(arrival.envelope_to), len(arrival.raw), 0, STATE_STORED, 0, False))
             row_id = int(cursor.lastrowid)  # type: ignore[arg-type]
-            cursor.execute("INSERT INTO raw_message (id, data) VALUES (?, ?)",
-                           (row_id, arrival.raw))
+            raw_rows.append((row_id, arrival.raw))
             known[fp.dedup_key] = row_id
             results.append(StoreResult(id=row_id, duplicate=False))
+        # The bytes in multi-row INSERTs rather than one statement a message:
+        # each statement releases and retakes the GIL, and in the IMAP pass
+        # every retake waits on the fetching thread (measured ~30 µs a
+        # statement there against ~9 µs alone).
+        for start in range(0, len(raw_rows), _DIRECT_LOOKUP_CHUNK // 2):
+            chunk = raw_rows[start:start + _DIRECT_LOOKUP_CHUNK // 2]
+            cursor.execute("INSERT INTO raw_message (id, data) VALUES "
+                           + ",".join(["(?, ?)"] * len(chunk)),
+                           [value for row in chunk for value in row])
         if repeats:
             cursor.executemany("UPDATE inbound_message SET duplicates = duplicates + ? "
                                "WHERE id = ?", [(n, row_id) for row_id, n in repeats.items()])
