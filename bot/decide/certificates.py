@@ -51,7 +51,6 @@ from bot.outbox.enqueue import enqueue
 from bot.outbox.render import MailSpec
 from bot.parse.certlists import DEFAULT_LIMITS as DEFAULT_LIST_LIMITS
 from bot.parse.certlists import (
-    CertRecord,
     ListLimits,
     RejectedLine,
     iter_certificate_rows,
@@ -137,13 +136,9 @@ def _rejections_json(rejections: list[RejectedLine]) -> list[dict[str, Any]]:
 Transaction = Callable[[], AbstractContextManager[Session]]
 
 
-def certificate_key(item: CertRecord) -> str | None:
-    """The row's identity in its incident: the SHA-256, else issuer and serial, else crt.sh id."""
-    return _key(item.sha256, item.serial, item.issuer, item.crtsh_id)
-
-
 def _key(sha256: str | None, serial: str | None, issuer: str | None,
          crtsh_id: int | None) -> str | None:
+    """The row's identity in its incident: the SHA-256, else issuer and serial, else crt.sh id."""
     if sha256:
         return sha256
     if serial:
