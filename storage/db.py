@@ -41,12 +41,14 @@ DEFAULT_CACHE_KIB = 2_000  # SQLite's own default (PRAGMA cache_size = -2000)
 # commit, and so the write lock, wait for it. A list's chunk dirties thousands
 # of pages of the unique indexes (its keys are random) and the next chunk
 # dirties most of them again, so the fewer checkpoints, the fewer times each
-# page is copied and synced. A 1,000,000-row list's chunks dirty ~7,500 pages
-# each; storing it took 36-38 s with an automatic checkpoint every 16,384
-# pages, 36 s checkpointing every 2 or 4 commits, 30-32 s every 8 (the WAL
-# peaked at 233 MiB) and 29.5 s every 16 (461 MiB): 8 takes most of the gain
-# for half the disk.
-BULK_CHECKPOINT_COMMITS = 8
+# page is copied and synced. Storing a 1,000,000-row list in chunks of 5,000
+# rows (~7,500 dirty pages each) took 36-38 s with an automatic checkpoint
+# every 16,384 pages, 36 s checkpointing every 2 or 4 commits, 30-32 s every
+# 8 (the WAL peaked at 233 MiB) and 29.5 s every 16 (461 MiB); in chunks of
+# 10,000 rows (certificates.CHUNK_ROWS), 28.7 s every 4 commits (203 MiB) and
+# 30.0 s every 6 (301 MiB). A checkpoint on its own thread, overlapping the
+# parsing, was slower (37 s against 33 s: the two cores are shared).
+BULK_CHECKPOINT_COMMITS = 4
 DEFAULT_WAL_AUTOCHECKPOINT_PAGES = 1_000  # SQLite's own default
 # The bulk connection's chunk commits do not fsync the WAL (NORMAL, in WAL
 # mode): each fsync cost ~50 ms on these disks, 200 of them a third of a

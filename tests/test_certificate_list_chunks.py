@@ -52,7 +52,7 @@ from tests.story import notify, send
 from tests.test_certificate_lists_e2e import list_mail, receipt
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-# Big enough for 40 chunks of certificates.CHUNK_ROWS, small enough to keep the test
+# Big enough for 20 chunks of certificates.CHUNK_ROWS, small enough to keep the test
 # near 10-20 s on a shared 2-core machine.
 BIG_LIST_ROWS = 200_000
 # The SMTP commit waits at most one chunk's transaction (~0.1-0.5 s) plus
