@@ -8,9 +8,10 @@ check. The signer's certificate is judged (chain, usage, revocation) by
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import lru_cache
+from typing import TypeVar
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -47,24 +48,26 @@ _DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
 _WEAK_DIGESTS = frozenset({"sha1"})
 
 
-def cms_certificates(signed: SignedFields) -> list[x509.Certificate]:
-    certs = []
-    for der in signed.certificates():
+T = TypeVar("T")
+
+
+def _load_each(ders: Iterable[bytes], load: Callable[[bytes], T], what: str) -> list[T]:
+    """Each DER item that loads; an unreadable one is skipped (and logged), not fatal."""
+    loaded = []
+    for der in ders:
         try:
-            certs.append(x509.load_der_x509_certificate(der))
+            loaded.append(load(der))
         except ValueError as exc:
-            log.info("unreadable certificate in CMS skipped: %s", exc)
-    return certs
+            log.info("unreadable %s in CMS skipped: %s", what, exc)
+    return loaded
+
+
+def cms_certificates(signed: SignedFields) -> list[x509.Certificate]:
+    return _load_each(signed.certificates(), x509.load_der_x509_certificate, "certificate")
 
 
 def _cms_crls(signed: SignedFields) -> list[x509.CertificateRevocationList]:
-    crls = []
-    for der in signed.crls():
-        try:
-            crls.append(x509.load_der_x509_crl(der))
-        except ValueError as exc:
-            log.info("unreadable CRL in CMS skipped: %s", exc)
-    return crls
+    return _load_each(signed.crls(), x509.load_der_x509_crl, "CRL")
 
 
 def verify_signed_data(
