@@ -44,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.certlists_parse import make_csv, make_pem  # noqa: E402
+from bench.certlists_parse import bare_certificate_fields, make_csv, make_pem  # noqa: E402
 
 CA_CONTACT = "incidents@exampleca.test"
 BOT = "rootnotify@program.test"
@@ -153,20 +153,13 @@ def bare_pem(path: Path, db_path: Path, with_domains: bool) -> int:
 
     def certs() -> Iterator[tuple[object, ...]]:
         for cert in x509.load_pem_x509_certificates(path.read_bytes()):
-            dns: list[str] = []
-            poison = False
-            for ext in cert.extensions:
-                if isinstance(ext.value, x509.SubjectAlternativeName):
-                    dns = [d.lower() for d in ext.value.get_values_for_type(x509.DNSName)]
-                elif isinstance(ext.value, x509.PrecertPoison):
-                    poison = True
+            serial, issuer, subject, not_before, not_after, fingerprint, dns, poison = (
+                bare_certificate_fields(cert, sha256))
             if with_domains:
                 domains.extend(("INC-2026-0001", d) for d in dns)
-            fingerprint = cert.fingerprint(sha256).hex()
-            yield ("INC-2026-0001", fingerprint, fingerprint, format(cert.serial_number, "x"),
-                   cert.issuer.rfc4514_string(), cert.subject.rfc4514_string(), "\n".join(dns),
-                   cert.not_valid_before_utc.replace(tzinfo=None),
-                   cert.not_valid_after_utc.replace(tzinfo=None), poison, None, 1)
+            yield ("INC-2026-0001", fingerprint, fingerprint, serial, issuer, subject,
+                   "\n".join(dns), not_before.replace(tzinfo=None),
+                   not_after.replace(tzinfo=None), poison, None, 1)
 
     db.execute("BEGIN IMMEDIATE")
     db.executemany(INSERT_CERT, certs())

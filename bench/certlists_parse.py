@@ -125,6 +125,28 @@ def csv_rows(path: str) -> int:
     return n
 
 
+def bare_certificate_fields(cert: object, sha256: object) -> tuple:  # type: ignore[type-arg]
+    """The fields rootnotify keeps of a certificate, read the plain cryptography way.
+
+    (serial hex, issuer, subject, not before, not after, SHA-256 hex, SAN DNS
+    names lower-cased, precertificate); the baseline both list benches share.
+    """
+    from cryptography import x509
+
+    assert isinstance(cert, x509.Certificate)
+    dns: list[str] = []
+    poison = False
+    for ext in cert.extensions:
+        if isinstance(ext.value, x509.SubjectAlternativeName):
+            dns = [d.lower() for d in ext.value.get_values_for_type(x509.DNSName)]
+        elif isinstance(ext.value, x509.PrecertPoison):
+            poison = True
+    return (format(cert.serial_number, "x"), cert.issuer.rfc4514_string(),
+            cert.subject.rfc4514_string(), cert.not_valid_before_utc,
+            cert.not_valid_after_utc, cert.fingerprint(sha256).hex(), dns,  # type: ignore[arg-type]
+            poison)
+
+
 def pem_bare(path: str) -> int:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
@@ -132,22 +154,7 @@ def pem_bare(path: str) -> int:
     sha256 = hashes.SHA256()
     n = 0
     for cert in x509.load_pem_x509_certificates(Path(path).read_bytes()):
-        fields = (
-            format(cert.serial_number, "x"),
-            cert.issuer.rfc4514_string(),
-            cert.subject.rfc4514_string(),
-            cert.not_valid_before_utc,
-            cert.not_valid_after_utc,
-            cert.fingerprint(sha256).hex(),
-        )
-        dns: list[str] = []
-        poison = False
-        for ext in cert.extensions:
-            if isinstance(ext.value, x509.SubjectAlternativeName):
-                dns = [d.lower() for d in ext.value.get_values_for_type(x509.DNSName)]
-            elif isinstance(ext.value, x509.PrecertPoison):
-                poison = True
-        del fields, dns, poison
+        bare_certificate_fields(cert, sha256)
         n += 1
     return n
 
