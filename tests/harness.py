@@ -13,6 +13,7 @@ import email.policy
 import smtplib
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +37,9 @@ OTHER_CA_CONTACT = "pki@otherca.test"
 
 # Long enough for a slow CI machine; a test that waits this long has failed.
 WAIT_SECONDS = 20.0
+# How often a bounded wait on state that sends no event (database rows, a
+# poller's counters) looks again.
+POLL_SECONDS = 0.05
 
 COMPLETE_FORM = """\
 CA name: Example CA
@@ -51,6 +55,17 @@ What the CA believes the underlying cause is: A CAA check skipped for IDN domain
 Remedial measures taken or planned: Fixed the check; revoking 12 certificates
 Any other information the CA believes appropriate: none
 """
+
+
+def eventually(what: str, predicate: Callable[[], object],
+               timeout: float = WAIT_SECONDS) -> object:
+    """Wait, bounded, until `predicate()` is true and return its value; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout}s for {what}")
+        time.sleep(POLL_SECONDS)
+    return value
 
 
 def free_port() -> int:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -34,9 +33,9 @@ from tests.harness import (
     CA_CONTACT,
     COMPLETE_FORM,
     STAFF,
-    WAIT_SECONDS,
     RunningBot,
     Sink,
+    eventually,
     free_port,
     make_mail,
     write_config,
@@ -47,7 +46,6 @@ PASSWORD_ENV = "ROOTNOTIFY_IMAP_PASSWORD"
 # The contract: with IDLE, new mail is taken in within 10 seconds.
 IDLE_PICKUP_SECONDS = 10.0
 # How often a bounded wait on server or poller state looks again.
-POLL_SECONDS = 0.05
 
 
 def imap_table(server: Dovecot, *, folder: str = "INBOX", idle: bool = True,
@@ -69,14 +67,6 @@ batch_size = {batch_size}
 alert_after = {alert_after}
 ca_file = "{server.cert}"
 """
-
-
-def eventually(what: str, predicate: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout}s for {what}")
-        time.sleep(POLL_SECONDS)
 
 
 @contextmanager

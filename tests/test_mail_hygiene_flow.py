@@ -13,7 +13,6 @@ import re
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlmodel import col, select
@@ -39,23 +38,12 @@ from tests.harness import (
     COMPLETE_FORM,
     OTHER_CA_CONTACT,
     STAFF,
-    WAIT_SECONDS,
+    eventually,
     make_mail,
     running_bot,
 )
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-POLL_SECONDS = 0.05
-
-
-def wait_until(check: Callable[[], object], what: str) -> object:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(POLL_SECONDS)
-    raise AssertionError(f"waited {WAIT_SECONDS}s for {what}")
 
 
 def all_processed(bot, count: int) -> None:  # type: ignore[no-untyped-def]
@@ -63,7 +51,7 @@ def all_processed(bot, count: int) -> None:  # type: ignore[no-untyped-def]
         with bot.ctx.db.read() as session:
             rows = list(session.exec(select(InboundMessage)))
         return len(rows) >= count and all(r.state == STATE_PROCESSED for r in rows)
-    wait_until(done, f"{count} message(s) processed")
+    eventually(f"{count} message(s) processed", done)
 
 
 def crlf(raw: bytes) -> bytes:
@@ -185,7 +173,7 @@ def test_permanent_bounce_by_verp_marks_the_mail_failed_tells_staff_and_is_never
 def test_delayed_report_is_only_noted(tmp_path):
     with running_bot(tmp_path, at=NOW) as (bot, sink):
         ack = notify(bot, sink)
-        wait_until(lambda: outbound_rows(bot, "acknowledgement")[0].status == OUT_SENT, "sent")
+        eventually("sent", lambda: outbound_rows(bot, "acknowledgement")[0].status == OUT_SENT)
         bot.send(dsn(ack.message["Message-ID"], CA_CONTACT, action="delayed", status="4.4.1"),
                  sender="")
         all_processed(bot, 2)
