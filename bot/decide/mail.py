@@ -15,6 +15,7 @@ from sqlmodel import Session
 from bot.analysis import Analysis
 from bot.config import CaConfig
 from bot.context import Context
+from bot.decide.outmail import common
 from bot.decide.timeliness import Timeliness
 from bot.outbox.enqueue import enqueue
 from bot.outbox.render import MailSpec
@@ -53,11 +54,6 @@ def _labels(keys: Sequence[str]) -> list[str]:
     return [FORM_FIELDS_BY_KEY[k].label if k in FORM_FIELDS_BY_KEY else k for k in keys]
 
 
-def _common(ctx: Context) -> dict[str, object]:
-    return {"tz": ctx.config.bot.timezone, "program_name": ctx.program_name,
-            "address": ctx.config.bot.address}
-
-
 def acknowledgement(session: Session, ctx: Context, incident: Incident, inbound: InboundMessage,
                     analysis: Analysis, ca: CaConfig, r1: Timeliness,
                     missing: Sequence[str]) -> None:
@@ -75,7 +71,7 @@ def acknowledgement(session: Session, ctx: Context, incident: Incident, inbound:
         category_note=form.category_note if form else None,
         fields=_field_rows(analysis), missing=_labels(missing), problems=problems,
         disclosure_required=ctx.config.bot.ruleset.public_disclosure_required,
-        **_common(ctx))
+        **common(ctx))
     enqueue(session, ctx, MailSpec(
         kind="acknowledgement", to=[sender], cc=[c for c in ca.contacts if c != sender],
         subject=subject, body=body, incident_id=incident.id,
@@ -92,7 +88,7 @@ def new_incident_alert(session: Session, ctx: Context, incident: Incident,
     subject, body = ctx.renderer.render(
         "alert-new-incident.txt.j2", incident=incident, sender=analysis.message.from_address,
         verdict=r1.verdict(), smime=f"{analysis.smime.status} ({analysis.smime.reason})",
-        fields=_field_rows(analysis), missing=_labels(missing), **_common(ctx))
+        fields=_field_rows(analysis), missing=_labels(missing), **common(ctx))
     enqueue(session, ctx, MailSpec(kind="alert", to=staff, subject=subject, body=body,
                                    incident_id=incident.id, auto_submitted="auto-generated"),
             inbound_id=inbound.id)
@@ -108,7 +104,7 @@ def update_receipt(session: Session, ctx: Context, incident: Incident, inbound: 
     subject, body = ctx.renderer.render(
         "update-receipt.txt.j2", incident=incident, ca_name=ca.name,
         received_at=inbound.received_at, changes=changes, missing=list(missing),
-        satisfied=list(satisfied), problems=problems, **_common(ctx))
+        satisfied=list(satisfied), problems=problems, **common(ctx))
     enqueue(session, ctx, MailSpec(
         kind="receipt", to=[sender], subject=subject, body=body, incident_id=incident.id,
         in_reply_to=analysis.message.message_id, references=analysis.message.references,
@@ -128,7 +124,7 @@ def send_blank_form(session: Session, ctx: Context, inbound: InboundMessage,
         return
     form_text = blank_form_text(ctx)
     subject, body = ctx.renderer.render("form.txt.j2", ca_name=ca.name, form_text=form_text,
-                                        **_common(ctx))
+                                        **common(ctx))
     enqueue(session, ctx, MailSpec(
         kind="form", to=[sender], subject=subject, body=body,
         in_reply_to=analysis.message.message_id, references=analysis.message.references,
