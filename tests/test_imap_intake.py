@@ -11,6 +11,7 @@ poller's counters, never by sleeping.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,8 +26,9 @@ from bot.app import Service
 from bot.clock import FixedClock
 from bot.config import load_config
 from bot.health import health
+from bot.intake import imapconn
 from bot.intake.imap import ImapLoginRefused, ImapPoller, ImapUnavailable, check_login, connect
-from bot.intake.imapconn import SOCKET_TIMEOUT_SECONDS
+from bot.intake.imapconn import CONNECT_TIMEOUT_SECONDS
 from storage.db import open_database
 from storage.models import STATE_STORED, InboundMessage
 from tests.dovecot import Dovecot, dovecot_server  # noqa: F401  (the `dovecot` fixture)
@@ -317,14 +319,28 @@ def test_an_unreachable_server_backs_off_records_the_error_and_alerts_staff_once
         dovecot.start()
         dovecot.append(form(1))
         # A reconnection made while Dovecot starts can be accepted and then wait
-        # for the greeting until the socket timeout (seen once in CI); the
+        # for the greeting (seen once in CI) until the connect timeout; the
         # poller then reconnects, so allow for that wait.
         sink.wait_for(sink.to(CA_CONTACT, "Notification received"),
-                      timeout=SOCKET_TIMEOUT_SECONDS + WAIT_SECONDS)
+                      timeout=CONNECT_TIMEOUT_SECONDS + WAIT_SECONDS)
         eventually("the error to be cleared",
                    lambda: health(bot.ctx)["imap"]["INBOX"]["last_error"] is None)
     assert len([r for r in sink.received if "IMAP intake failing" in r.subject]) == 1
     assert "connection refused" in alerts[0].body
+
+
+def test_a_server_that_never_greets_is_given_up_on_at_the_connect_timeout(
+        tmp_path, sink, monkeypatch):
+    monkeypatch.setattr(imapconn, "CONNECT_TIMEOUT_SECONDS", 0.5)
+    with socket.socket() as silent:  # the kernel accepts; nobody ever speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        cfg = load_config(write_config(
+            tmp_path, smtp_port=free_port(), relay_port=sink.port,
+            imap=f'enabled = true\nport = {silent.getsockname()[1]}\n'
+                 f'password_env = "{PASSWORD_ENV}"')).imap
+        with pytest.raises(ImapUnavailable, match="no answer in time"):
+            connect(cfg)
 
 
 def test_unreachable_server_at_start_only_warns(tmp_path, sink):
