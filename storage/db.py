@@ -22,6 +22,7 @@ from sqlmodel import Session, SQLModel, select
 
 from storage import models
 from storage.models import SCHEMA_VERSION, Meta
+from storage.writelock import TurnTaking
 
 # How long a writer waits for another to finish before giving up. Long enough
 # for a group commit of many messages, short enough to surface a stuck lock.
@@ -78,11 +79,14 @@ class FairLock:
     sender: every acknowledgement left only after the whole backlog.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, processes: TurnTaking | None = None) -> None:
         self._cond = threading.Condition()
         self._waiting: deque[int] = deque()
         self._owner: int | None = None
         self._depth = 0
+        # Writers in other processes (storage.writelock): taken by the thread
+        # that holds this lock, once, around its outermost transaction.
+        self._processes = processes
 
     def __enter__(self) -> FairLock:
         me = threading.get_ident()
@@ -95,14 +99,33 @@ class FairLock:
                 self._cond.wait()
             self._waiting.popleft()
             self._owner, self._depth = me, 1
+        if self._processes is not None:
+            try:
+                self._processes.acquire()
+            except BaseException:
+                self._give_up()
+                raise
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._depth == 1 and self._processes is not None:
+            self._processes.release()
+        self._give_up()
+
+    def _give_up(self) -> None:
         with self._cond:
             self._depth -= 1
             if self._depth == 0:
                 self._owner = None
                 self._cond.notify_all()
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for other databases and in-memory ones."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
 
 
 def make_engine(url: str) -> Engine:
@@ -167,7 +190,14 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
-        self._writers = FairLock()
+        database_file = sqlite_file(url)
+        self._turns: TurnTaking | None = None
+        if database_file is not None:
+            try:
+                self._turns = TurnTaking(database_file)
+            except OSError:  # e.g. `status` reading a database it may not write
+                self._turns = None
+        self._writers = FairLock(self._turns)
 
     def create(self) -> Database:
         create_schema(self.engine)
@@ -224,6 +254,10 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._turns is not None:
+            self._turns.close()
+            self._turns = None
+            self._writers = FairLock()
 
 
 def _driver(connection: sa.Connection) -> Any:
