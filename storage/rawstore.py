@@ -165,6 +165,16 @@ def load_raw(session: Session, inbound_id: int) -> bytes:
     return row.data
 
 
+def load_raws(session: Session, inbound_ids: Sequence[int]) -> dict[int, bytes]:
+    """The raw bytes of several messages in one query (those that exist)."""
+    if not inbound_ids:
+        return {}
+    table = RawMessage.__table__
+    rows = session.execute(select(table.c.id, table.c.data)
+                           .where(table.c.id.in_(list(inbound_ids))))
+    return {int(row_id): data for row_id, data in rows}
+
+
 class GroupCommitWriter:
     """One thread that commits whatever arrivals are waiting, together."""
 

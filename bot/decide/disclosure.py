@@ -36,11 +36,13 @@ def record_disclosure(session: Session, ctx: Context, inbound: InboundMessage,
     """After any handler: a CA's mail in its own incident that names a bug records it."""
     if cls.role != ROLE_CA or inbound.incident_id is None or cls.ca is None:
         return
-    incident = session.get(Incident, inbound.incident_id)
-    if incident is None or incident.ca != cls.ca.name:
-        return
+    # The text first: most mail names no bug, and looking the incident up
+    # flushes the transaction's pending rows.
     link = bug_link(analysis.message.text_plain) or bug_link(analysis.message.text_html)
-    if link is None or link == incident.public_disclosure:
+    if link is None:
+        return
+    incident = session.get(Incident, inbound.incident_id)
+    if incident is None or incident.ca != cls.ca.name or link == incident.public_disclosure:
         return
     previous = incident.public_disclosure
     incident.public_disclosure = link
