@@ -35,6 +35,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "templates_dir": (str, ""),
         "loop_marker": (str, ""),
         "max_auto_replies_per_day": (int, 40),
+        # Child processes that parse mail beside `serve`'s worker (bot.analysispool);
+        # 0 parses in the worker itself.
+        "analysis_processes": (int, 1),
     },
     "storage": {"url": (str, "")},
     "smtp": {
@@ -122,6 +125,7 @@ class BotConfig:
     templates_dir: Path | None
     loop_marker: str
     max_auto_replies_per_day: int
+    analysis_processes: int = 1
 
     @property
     def spool_dir(self) -> Path:
@@ -306,6 +310,13 @@ def _storage_url(reader: _Reader, url: str, data_dir: Path) -> str:
     return url
 
 
+def _analysis_processes(reader: _Reader, value: int) -> int:
+    if not 0 <= value <= 64:
+        raise ConfigError(f"{reader.where('bot', 'analysis_processes')}: {value} is not "
+                          f"between 0 (parse in the worker) and 64")
+    return value
+
+
 def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
     """Read and check the whole configuration; raise ConfigError on the first problem."""
     env = os.environ if environ is None else environ
@@ -400,6 +411,7 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
             templates_dir=reader.path_of(b["templates_dir"]) if b["templates_dir"] else None,
             loop_marker=loop_marker,
             max_auto_replies_per_day=b["max_auto_replies_per_day"],
+            analysis_processes=_analysis_processes(reader, b["analysis_processes"]),
         ),
         storage_url=_storage_url(reader, st["url"], data_dir),
         smtp=SmtpConfig(

@@ -66,6 +66,10 @@ class Attachment:
             self._loader = None
         return self._data
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled (bot.analysispool) with its bytes: a loader does not travel.
+        return (Attachment, (self.filename, self.content_type, self.data))
+
     @property
     def extension(self) -> str:
         name = self.filename.lower()
