@@ -1,11 +1,11 @@
 """Wires config, storage, listeners and workers together into a `Service`.
 
-A Service plays one of three roles: "intake" (SMTP listener, IMAP poller and
-the group-commit writer: take mail in and store it), "worker" (the pipeline,
-the outbox sender and the scheduler: loops that do their blocking work in
-threads, each woken by an event or by its interval), or "all" of them in one
-process (tests, embedding). `bot.supervisor` runs `serve` as an intake process
-and a worker process.
+A Service plays one of four roles: "intake" (SMTP listener, IMAP poller and
+the group-commit writer: take mail in and store it), "worker" (the pipeline
+and the scheduler), "sender" (the outbox sender), or "all" of them in one
+process (tests, embedding, `tick`). Worker and sender are loops that do their
+blocking work in threads, each woken by an event or by its interval.
+`bot.supervisor` runs `serve` as an intake, a worker and a sender process.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from bot.analysispool import AnalysisPool
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.context import Context, make_context
@@ -34,24 +35,32 @@ OUTBOX_INTERVAL_SECONDS = 2.0
 PIPELINE_INTERVAL_SECONDS = 5.0
 
 
-ROLES = ("all", "intake", "worker")
+ROLES = ("all", "intake", "worker", "sender")
 
 
 class Service:
     def __init__(self, config: Config, clock: Clock | None = None,
                  transport: Transport | None = None, db: Database | None = None,
-                 role: str = "all", on_stored: Callable[[], None] | None = None) -> None:
+                 role: str = "all", on_stored: Callable[[], None] | None = None,
+                 on_queued: Callable[[], None] | None = None) -> None:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
         self.role = role
         # Who is told that a message was stored: our own pipeline, or (in the
         # intake process) the worker process. Called from any thread.
         self._on_stored = on_stored
+        # Who is told that a mail was queued: our own sender, or (in the worker
+        # process) the sender process. Called from any thread.
+        self._on_queued = on_queued
         self.config = config
         self.clock = clock or SystemClock()
         self.db = db or open_database(config.storage_url)
         self.ctx: Context = make_context(config, self.db, self.clock)
         self.transport = transport or transport_for(config)
+        # `serve`'s worker parses mail in child processes beside its act.
+        processes = config.bot.analysis_processes
+        self.analysis_pool = (AnalysisPool(config, processes)
+                              if role == "worker" and processes > 0 and config.path else None)
         # `serve`'s intake process spools (storage.spool) so that answering 250
         # never waits for the worker's database lock; in one process the group
         # commit goes straight into the database.
@@ -74,12 +83,22 @@ class Service:
     def works(self) -> bool:
         return self.role in ("all", "worker")
 
+    @property
+    def sends(self) -> bool:
+        return self.role in ("all", "sender")
+
     async def start(self) -> None:
         loop = self._loop_ref = asyncio.get_running_loop()
         if self.takes_mail_in:
             await self._start_intake(loop)
         if self.works:
             self._start_workers()
+            if self.analysis_pool is not None:
+                # Its children import and load the configuration now, not
+                # when the first mail is waiting for them.
+                await asyncio.to_thread(self.analysis_pool.start)
+        if self.sends:
+            self._start_sender()
         self.ready.set()
 
     def stored_wake(self) -> Callable[[], None]:
@@ -106,11 +125,13 @@ class Service:
         self._tasks += [
             asyncio.create_task(self._loop("pipeline", self.stored, PIPELINE_INTERVAL_SECONDS,
                                            self._run_pipeline)),
-            asyncio.create_task(self._loop("outbox", self.queued, OUTBOX_INTERVAL_SECONDS,
-                                           self._run_outbox)),
             asyncio.create_task(self._loop("scheduler", None, self.config.scheduler.interval,
                                            self._run_scheduler)),
         ]
+
+    def _start_sender(self) -> None:
+        self._tasks.append(asyncio.create_task(
+            self._loop("outbox", self.queued, OUTBOX_INTERVAL_SECONDS, self._run_outbox)))
 
     def _start_imap(self) -> None:
         from bot.intake.imap import ImapPoller  # only when enabled
@@ -124,11 +145,13 @@ class Service:
         return lambda: loop.call_soon_threadsafe(self.stored.set)
 
     def _run_pipeline(self) -> None:
-        process_pending(self.ctx, on_progress=self.queued_soon)
+        process_pending(self.ctx, on_progress=self.queued_soon, pool=self.analysis_pool)
 
     def queued_soon(self) -> None:
-        """Wake the outbox sender (called from worker threads)."""
-        if self._loop_ref is not None:
+        """Wake the outbox sender, here or in the sender process (called from worker threads)."""
+        if self._on_queued is not None:
+            self._on_queued()
+        elif self._loop_ref is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
                 self._loop_ref.call_soon_threadsafe(self.queued.set)
 
@@ -166,8 +189,11 @@ class Service:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.takes_mail_in:
             await asyncio.to_thread(self.writer.stop)
+        # What arrived just before the stop is processed and sent now, not at next start.
         if self.works:
-            # What arrived just before the stop is processed and sent now, not at next start.
-            await asyncio.to_thread(process_pending, self.ctx)
+            await asyncio.to_thread(process_pending, self.ctx, on_progress=self.queued_soon)
+        if self.sends:
             await asyncio.to_thread(deliver_due, self.ctx, self.transport)
+        if self.analysis_pool is not None:
+            await asyncio.to_thread(self.analysis_pool.close)
         self.db.dispose()

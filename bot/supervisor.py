@@ -1,14 +1,20 @@
-"""`rootnotify serve`: an intake process and a worker process, started and stopped together.
+"""`rootnotify serve`: an intake process, a worker process and a sender process, as one.
 
 Parsing, signature checks, deciding and rendering are CPU work; in the
 process that answers SMTP clients they would compete with the listener for
 Python's GIL, and the intake rate measured in `bench/intake.py` fell to a
 fifth of the bare listener's. So, as mail servers separate their receiving
 and delivery daemons, the listener and the group-commit writer run in this
-process and the pipeline, outbox and scheduler in a child process. The
-database is their only shared state; a pipe carries "something was stored"
-(and "stop"). On SIGTERM or SIGINT the listener stops taking mail, the worker
-finishes what is in flight, and both exit 0. A worker that dies is restarted.
+process, the pipeline and the scheduler in a worker process, and the outbox
+sender in a sender process of its own: in the worker's process its waits on
+the relay's replies each had to win the GIL back from the pipeline, and the
+two slowed each other (bench/intake.py: a third of the worker's samples).
+
+The database is the processes' only shared state; pipes carry the wake-ups:
+"something was stored" from here to the worker, "mail was queued" from the
+worker through here to the sender, and "stop". On SIGTERM or SIGINT the
+listener stops taking mail, the worker finishes what is in flight, then the
+sender sends what is queued, and all exit 0. A child that dies is restarted.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import contextlib
 import logging
 import multiprocessing
 import signal
+import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -27,24 +34,40 @@ from bot.logs import setup_logging
 
 log = logging.getLogger("rootnotify.supervisor")
 
-WAKE = b"w"
+WAKE = b"w"  # to the worker: a message was stored
+QUEUED = b"o"  # from the worker, and on to the sender: a mail was queued
+READY = b"r"  # from a child: started
 STOP = b"q"
-# A worker that dies is started again after this pause, so a crash loop
-# (say, a database that cannot be opened) does not spin the CPU.
+# The listener opens once the children are ready, so that a burst of mail at
+# start does not share the CPU with their start-up (imports, the analysis
+# processes); if they take longer, it opens anyway: intake never waits for them.
+READY_TIMEOUT_SECONDS = 30.0
+# A child that dies is started again after this pause, so a crash loop (say,
+# a database that cannot be opened) does not spin the CPU.
 RESTART_DELAY_SECONDS = 2.0
-# How long the worker may take to finish in-flight work after "stop".
-WORKER_STOP_TIMEOUT_SECONDS = 120.0
+# How long a child may take to finish in-flight work after "stop".
+CHILD_STOP_TIMEOUT_SECONDS = 120.0
+# The children, in the order they stop: what the worker queues while it
+# finishes is still sent by the sender.
+CHILD_ROLES = ("worker", "sender")
 
 
-def _worker_main(config_path: str, conn: Connection, log_json: bool, log_level: int) -> None:
-    """Entry point of the worker process."""
+def _child_main(role: str, config_path: str, conn: Connection, log_json: bool,
+                log_level: int) -> None:
+    """Entry point of a child process."""
     setup_logging(json_lines=log_json, level=log_level)
     config = load_config(Path(config_path))
-    raise SystemExit(asyncio.run(_run_worker(config, conn)))
+    raise SystemExit(asyncio.run(_run_child(role, config, conn)))
 
 
-async def _run_worker(config: Config, conn: Connection) -> int:
-    service = Service(config, role="worker")
+async def _run_child(role: str, config: Config, conn: Connection) -> int:
+    sending = threading.Lock()  # the pipeline's and the scheduler's threads both tell
+
+    def queued() -> None:
+        with sending, contextlib.suppress(OSError):  # the supervisor is gone: we stop soon
+            conn.send_bytes(QUEUED)
+
+    service = Service(config, role=role, on_queued=queued if role == "worker" else None)
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
 
@@ -54,7 +77,10 @@ async def _run_worker(config: Config, conn: Connection) -> int:
                 data = conn.recv_bytes()
                 if STOP in data:
                     done.set()
-                service.stored.set()
+                if WAKE in data:
+                    service.stored.set()
+                if QUEUED in data:
+                    service.queued.set()
         except (EOFError, OSError):
             # The intake process is gone: finish what is in flight and stop.
             loop.remove_reader(conn.fileno())
@@ -64,13 +90,100 @@ async def _run_worker(config: Config, conn: Connection) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
     await service.start()
-    log.info("worker started (pipeline, outbox, scheduler)")
+    with sending, contextlib.suppress(OSError):
+        conn.send_bytes(READY)
+    log.info("%s started", role)
     await done.wait()
     with contextlib.suppress(ValueError, OSError):
         loop.remove_reader(conn.fileno())
     await service.stop()
-    log.info("worker stopped")
+    log.info("%s stopped", role)
     return 0
+
+
+class _Child:
+    """One child process and our end of its pipe; started again if it dies."""
+
+    def __init__(self, supervisor: Supervisor, role: str) -> None:
+        self.supervisor = supervisor
+        self.role = role
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.conn: Connection | None = None
+        self.wake = asyncio.Event()  # set: send WAKE (worker) or QUEUED (sender)
+        self.ready = asyncio.Event()
+
+    def spawn(self) -> None:
+        sup = self.supervisor
+        ours, theirs = sup.mp.Pipe(duplex=True)
+        process = sup.mp.Process(
+            target=_child_main, name=f"rootnotify-{self.role}",
+            args=(self.role, str(sup.config.path), theirs, sup.log_json, sup.log_level))
+        process.start()
+        theirs.close()  # the child holds its own copy
+        self.process, self.conn = process, ours
+        log.info("%s process started (pid %s)", self.role, process.pid)
+        asyncio.get_running_loop().add_reader(ours.fileno(), self._readable, ours)
+        self.wake.set()  # anything stored or queued while it was down is handled now
+
+    def _readable(self, conn: Connection) -> None:
+        try:
+            while conn.poll():
+                data = conn.recv_bytes()
+                if READY in data:
+                    self.ready.set()
+                if QUEUED in data:
+                    self.supervisor.children["sender"].wake.set()
+        except (EOFError, OSError):  # it died: `watch` restarts it with a new pipe
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+
+    def send(self, data: bytes) -> None:
+        if self.conn is None:
+            return
+        with contextlib.suppress(BrokenPipeError, OSError):  # a dead child is restarted
+            self.conn.send_bytes(data)
+
+    async def forward_wakes(self) -> None:
+        signal_byte = WAKE if self.role == "worker" else QUEUED
+        while True:
+            await self.wake.wait()
+            self.wake.clear()  # many wake-ups between two sends become one
+            self.send(signal_byte)
+
+    async def watch(self) -> None:
+        sup = self.supervisor
+        while not sup.stopping:
+            process = self.process
+            assert process is not None
+            await asyncio.to_thread(process.join)
+            if sup.stopping:
+                return
+            log.error("%s process exited with %s; restarting it in %.0f s",
+                      self.role, process.exitcode, RESTART_DELAY_SECONDS)
+            self._close()
+            await asyncio.sleep(RESTART_DELAY_SECONDS)
+            if not sup.stopping:
+                self.spawn()
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(self.conn.fileno())
+            self.conn.close()
+            self.conn = None
+
+    async def stop(self) -> bool:
+        """Ask it to finish and wait; True if it exited 0 in time."""
+        self.send(STOP)
+        process = self.process
+        if process is None:
+            return True
+        await asyncio.to_thread(process.join, CHILD_STOP_TIMEOUT_SECONDS)
+        if process.is_alive():
+            log.error("%s did not stop within %.0f s; terminating it", self.role,
+                      CHILD_STOP_TIMEOUT_SECONDS)
+            process.terminate()
+            return False
+        return process.exitcode == 0
 
 
 class Supervisor:
@@ -81,79 +194,50 @@ class Supervisor:
         self.log_level = log_level
         self.mp = multiprocessing.get_context("spawn")
         self.stopping = False
-        self.process: multiprocessing.process.BaseProcess | None = None
-        self.sender: Connection | None = None
-        self.wake = asyncio.Event()
+        self.children = {role: _Child(self, role) for role in CHILD_ROLES}
 
-    def _spawn(self) -> None:
-        receiver, sender = self.mp.Pipe(duplex=False)
-        process = self.mp.Process(
-            target=_worker_main, name="rootnotify-worker",
-            args=(str(self.config.path), receiver, self.log_json, self.log_level))
-        process.start()
-        receiver.close()  # the child holds its own copy
-        self.process, self.sender = process, sender
-        self.wake.set()  # anything stored while no worker ran is processed now
-
-    def _send(self, data: bytes) -> None:
-        if self.sender is None:
-            return
-        with contextlib.suppress(BrokenPipeError, OSError):  # a dead worker is restarted
-            self.sender.send_bytes(data)
-
-    async def _forward_wakes(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()  # many stores between two sends become one wake
-            self._send(WAKE)
-
-    async def _watch_worker(self) -> None:
-        while not self.stopping:
-            process = self.process
-            assert process is not None
-            await asyncio.to_thread(process.join)
-            if self.stopping:
-                return
-            log.error("worker process exited with %s; restarting it in %.0f s",
-                      process.exitcode, RESTART_DELAY_SECONDS)
-            await asyncio.sleep(RESTART_DELAY_SECONDS)
-            if not self.stopping:
-                self._spawn()
+    async def _stop_children(self) -> bool:
+        clean = True
+        for role in CHILD_ROLES:
+            clean = await self.children[role].stop() and clean
+        return clean
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        self._spawn()
+        for child in self.children.values():
+            child.spawn()
+        worker = self.children["worker"]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.ready.wait()
+                                                    for c in self.children.values())),
+                                   READY_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning("worker or sender not ready after %.0f s; taking mail in anyway",
+                        READY_TIMEOUT_SECONDS)
         intake = Service(self.config, role="intake",
-                         on_stored=lambda: loop.call_soon_threadsafe(self.wake.set))
+                         on_stored=lambda: loop.call_soon_threadsafe(worker.wake.set))
         try:
             await intake.start()
         except BaseException:
             self.stopping = True
-            self._send(STOP)
+            await self._stop_children()
             raise
         done = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, done.set)
-        tasks = [asyncio.create_task(self._forward_wakes()),
-                 asyncio.create_task(self._watch_worker())]
+        tasks = [asyncio.create_task(coro) for child in self.children.values()
+                 for coro in (child.forward_wakes(), child.watch())]
         log.info("rootnotify serving %s (storage %s)", self.config.bot.address,
                  self.config.storage_url.split("?")[0])
         await done.wait()
-        log.info("stopping: no new mail taken; the worker finishes what is in flight")
+        log.info("stopping: no new mail taken; the worker and the sender finish what is "
+                 "in flight")
         self.stopping = True
         await intake.stop()  # every message that got 250 is committed by now
-        self._send(STOP)
-        process = self.process
-        assert process is not None
-        await asyncio.to_thread(process.join, WORKER_STOP_TIMEOUT_SECONDS)
+        clean = await self._stop_children()
         for task in tasks:
             task.cancel()
-        if process.is_alive():
-            log.error("worker did not stop within %.0f s; terminating it",
-                      WORKER_STOP_TIMEOUT_SECONDS)
-            process.terminate()
-            return 1
-        return 0 if process.exitcode == 0 else 1
+        return 0 if clean else 1
 
 
 async def serve(config: Config, log_json: bool = False, log_level: int = logging.INFO) -> int:
