@@ -11,6 +11,7 @@ dropped: `rootnotify reprocess` puts failed and parked messages back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import traceback
 from collections.abc import Callable
@@ -139,18 +140,40 @@ def process_batch(ctx: Context, ids: list[int]) -> dict[int, str]:
     return _act_on(ctx, _prepare(ctx, _read(ctx, ids)))
 
 
+class _ShareFailed(Exception):
+    """A message failed while the batch was acted on without savepoints."""
+
+
 def _act_on(ctx: Context, prepared: list[_Prepared]) -> dict[int, str]:
-    """Act on several messages in one transaction, each inside its own savepoint.
+    """Act on several messages in one transaction; one that fails is recorded alone.
 
     One commit (one sync) for the batch is what keeps the pipeline up with the
-    listener; the savepoints keep the messages independent: one that fails is
-    rolled back alone and recorded as failed, the others commit.
+    listener. The batch is first acted on as a whole; if any message fails,
+    that transaction is rolled back and the batch acted on again with a
+    savepoint per message, so the failing one is rolled back and recorded as
+    failed and the others commit. A savepoint per message from the start cost
+    two flushes and two statements a message (~10% of the pipeline's time on
+    small forms), and failures are rare.
     """
-    states: dict[int, str] = {}
     if not prepared:
-        return states
+        return {}
     _store_before_acting(ctx, prepared)
+    if sum(1 for item in prepared if item.error is None) > 1:
+        try:
+            return _act_in_one_transaction(ctx, prepared, savepoints=False)
+        except _ShareFailed as failed:
+            log.info("a message of a batch of %d failed (%s); acting on each apart",
+                     len(prepared), failed.__cause__)
+    return _act_in_one_transaction(ctx, prepared, savepoints=True)
+
+
+def _act_in_one_transaction(ctx: Context, prepared: list[_Prepared], savepoints: bool
+                            ) -> dict[int, str]:
+    states: dict[int, str] = {}
     with ctx.db.write() as session:
+        # The batch's rows in one query; `session.get` below finds them loaded.
+        session.exec(select(InboundMessage).where(
+            col(InboundMessage.id).in_([item.inbound_id for item in prepared]))).all()
         for item in prepared:
             inbound = session.get(InboundMessage, item.inbound_id)
             if inbound is None or inbound.state in (STATE_PROCESSED, STATE_PARKED):
@@ -159,13 +182,15 @@ def _act_on(ctx: Context, prepared: list[_Prepared]) -> dict[int, str]:
             if error is None:
                 assert item.analysis is not None
                 try:
-                    with session.begin_nested():
+                    with session.begin_nested() if savepoints else contextlib.nullcontext():
                         act(session, ctx, inbound, item.analysis)
                         inbound.state = STATE_PROCESSED
                         inbound.processed_at = ctx.clock.now()
                         inbound.last_error = None
                         session.add(inbound)
                 except Exception as exc:
+                    if not savepoints:
+                        raise _ShareFailed() from exc  # the whole transaction rolls back
                     error = exc
                     session.expire_all()  # what the savepoint undid must be re-read
                     inbound = session.get(InboundMessage, item.inbound_id)

@@ -1,0 +1,66 @@
+"""Messages acted on together in one transaction stay independent: one that fails halfway
+leaves nothing of itself behind, is recorded as failed, and the others commit once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlmodel import select
+
+from bot.clock import FixedClock
+from bot.config import load_config
+from bot.context import make_context
+from bot.decide import route
+from bot.pipeline import TRANSACTION_BATCH, process_pending
+from storage.db import open_database
+from storage.models import (
+    STATE_FAILED,
+    STATE_PROCESSED,
+    InboundMessage,
+    Incident,
+    OutboundMessage,
+)
+from storage.rawstore import Arrival, store_batch
+from tests.harness import CA_CONTACT, COMPLETE_FORM, make_mail, write_config
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def test_a_message_failing_halfway_is_rolled_back_alone(tmp_path, monkeypatch):
+    config = load_config(write_config(tmp_path, smtp_port=1, relay_port=1,
+                                      outgoing_mode="maildir"))
+    ctx = make_context(config, open_database(config.storage_url), FixedClock(NOW))
+    count = TRANSACTION_BATCH - 2
+    poisoned = f"<batch-{count // 2}@exampleca.test>"
+    with ctx.db.write() as session:
+        store_batch(session, [Arrival(make_mail(CA_CONTACT, f"Security incident {n}",
+                                                COMPLETE_FORM,
+                                                message_id=f"<batch-{n}@exampleca.test>"),
+                                      "smtp", NOW) for n in range(count)])
+
+    opens = route.HANDLERS["notification"]
+
+    def open_then_fail(session, ctx, inbound, analysis, cls):  # type: ignore[no-untyped-def]
+        opens(session, ctx, inbound, analysis, cls)  # the incident and its acknowledgement
+        if analysis.message.message_id == poisoned:
+            raise RuntimeError("the disk said no")
+
+    monkeypatch.setitem(route.HANDLERS, "notification", open_then_fail)
+    report = process_pending(ctx)
+
+    assert (report.processed, report.failed) == (count - 1, 1)
+    with ctx.db.read() as session:
+        rows = {r.message_id: r for r in session.exec(select(InboundMessage))}
+        incidents = session.exec(select(Incident)).all()
+        acks = session.exec(select(OutboundMessage).where(
+            OutboundMessage.kind == "acknowledgement")).all()
+    failed = rows.pop(poisoned)
+    assert failed.state == STATE_FAILED and "the disk said no" in (failed.last_error or "")
+    assert failed.incident_id is None and failed.attempts == 1
+    assert all(r.state == STATE_PROCESSED for r in rows.values())
+    # One incident and one acknowledgement for each other message; none for the failed one.
+    assert sorted(i.thread_message_id for i in incidents) == sorted(rows)
+    assert sorted(a.inbound_id for a in acks) == sorted(r.id for r in rows.values())
+    # Numbered without a gap: the failed message's incident number was rolled back too.
+    assert sorted(i.seq for i in incidents) == list(range(1, count))
+    ctx.db.dispose()
