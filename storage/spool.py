@@ -37,7 +37,7 @@ from pathlib import Path
 from storage.batching import take_batch
 from storage.db import Database
 from storage.models import Meta
-from storage.rawstore import Arrival, StoreResult, store_batch
+from storage.rawstore import Arrival, StoreResult, store_batch_direct
 
 log = logging.getLogger("rootnotify.spool")
 
@@ -236,7 +236,7 @@ def import_spool(db: Database, folder: Path) -> int:
                 with db.write() as session:
                     if _position(session) != (at_segment, at_offset):
                         return stored  # another importer moved on; start over next time
-                    results = store_batch(session, [r.arrival for r in batch])
+                    results = store_batch_direct(session, [r.arrival for r in batch])
                     _set_position(session, number, batch[-1].end)
                 stored += sum(1 for r in results if not r.duplicate)
                 progressed = True

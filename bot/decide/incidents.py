@@ -38,7 +38,11 @@ class FieldChange:
 
 
 def next_incident_id(session: Session, prefix: str, year: int) -> tuple[str, int]:
-    top = session.exec(select(func.max(Incident.seq)).where(Incident.year == year)).one()
+    # Without an autoflush: the only new Incident is flushed where it is added
+    # (open_incident), so none can be pending here, and flushing the rest (the
+    # message's own row, changed by the act) now would cost a second UPDATE.
+    with session.no_autoflush:
+        top = session.exec(select(func.max(Incident.seq)).where(Incident.year == year)).one()
     seq = (top or 0) + 1
     return f"{prefix}-{year}-{seq:04d}", seq
 
@@ -106,7 +110,6 @@ def record_form(session: Session, incident: Incident, form: ParsedForm,
                     f"({', '.join(c.key for c in changes)})",
             data=json.dumps({c.key: c.value for c in changes}),
         ))
-    session.flush()
     return changes
 
 

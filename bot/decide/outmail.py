@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from sqlmodel import Session
 
 from bot.context import Context
-from bot.outbox.enqueue import enqueue
+from bot.outbox.enqueue import Queued, enqueue
 from bot.outbox.render import MailSpec
-from storage.models import Incident, OutboundMessage
+from storage.models import Incident
 
 
 def common(ctx: Context) -> dict[str, object]:
@@ -25,7 +25,7 @@ def common(ctx: Context) -> dict[str, object]:
 
 
 def to_ca(session: Session, ctx: Context, incident: Incident, kind: str, template: str,
-          inbound_id: int | None = None, **values: object) -> OutboundMessage | None:
+          inbound_id: int | None = None, **values: object) -> Queued | None:
     """`kind` mail to every contact of the incident's CA, as a reply in the incident's thread."""
     ca = ctx.config.ca_by_name(incident.ca)
     contacts = list(ca.contacts) if ca else []
@@ -41,7 +41,7 @@ def to_ca(session: Session, ctx: Context, incident: Incident, kind: str, templat
 
 def to_staff(session: Session, ctx: Context, kind: str, template: str,
              incident: Incident | None = None, inbound_id: int | None = None,
-             **values: object) -> OutboundMessage | None:
+             **values: object) -> Queued | None:
     """`kind` mail to every staff address; tagged with the incident when there is one."""
     staff = list(ctx.config.staff.addresses)
     if not staff:
@@ -56,7 +56,7 @@ def to_staff(session: Session, ctx: Context, kind: str, template: str,
 def to_sender(session: Session, ctx: Context, kind: str, template: str, sender: str,
               in_reply_to: str | None, references: Sequence[str],
               incident: Incident | None = None, inbound_id: int | None = None,
-              **values: object) -> OutboundMessage | None:
+              **values: object) -> Queued | None:
     """`kind` mail answering one person's mail (a staff member's commands)."""
     subject, body = ctx.renderer.render(template, incident=incident, **common(ctx), **values)
     return enqueue(session, ctx, MailSpec(

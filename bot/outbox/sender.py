@@ -197,6 +197,9 @@ def _record(ctx: Context, outcomes: list[tuple[OutboundMessage, str, str | None]
     if not outcomes:
         return
     with ctx.db.write() as session:
+        # The rows in one query; `session.get` below finds them loaded.
+        session.exec(select(OutboundMessage).where(
+            col(OutboundMessage.id).in_([row.id for row, _, _ in outcomes]))).all()
         for row, outcome, error in outcomes:
             fresh = session.get(OutboundMessage, row.id)
             if fresh is None:
