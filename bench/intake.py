@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import email
+import email.parser
 import json
 import os
 import signal
@@ -131,6 +132,9 @@ def noop_server(port: int) -> None:
 
 # --- the sink relay that receives rootnotify's acknowledgements ---------------------
 
+HEADERS = email.parser.BytesHeaderParser()
+
+
 class AckSink:
     def __init__(self) -> None:
         self.arrivals: dict[str, list[float]] = {}
@@ -139,12 +143,54 @@ class AckSink:
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         now = time.time()
-        msg = email.message_from_bytes(envelope.original_content or envelope.content)
+        # Headers only, as a relay reads them: the sink shares the CPU with serve.
+        msg = HEADERS.parsebytes(envelope.original_content or envelope.content)
         if msg.get("Auto-Submitted") == "auto-replied" and CA in envelope.rcpt_tos:
             with self.lock:
                 self.arrivals.setdefault(str(msg.get("In-Reply-To")), []).append(now)
                 self.count += 1
         return "250 OK"
+
+
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def _cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_report(root: int, messages: int) -> str:
+    """CPU seconds used so far by `serve`'s processes, each named by its role.
+
+    The intake process spawns the worker and the sender (and multiprocessing's
+    resource tracker); the worker spawns the analysis processes.
+    """
+    tree = _children()
+    roles: list[tuple[str, int]] = [("intake", root)]
+    for pid in tree.get(root, []):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"resource_tracker" in cmdline:
+            continue
+        grandchildren = [c for c in tree.get(pid, []) if b"resource_tracker"
+                         not in Path(f"/proc/{c}/cmdline").read_bytes()]
+        roles.append(("worker" if grandchildren else "sender", pid))
+        roles += [("analysis", c) for c in grandchildren]
+    used = [(role, _cpu_seconds(pid)) for role, pid in roles]
+    total = sum(seconds for _, seconds in used)
+    return ("CPU of serve's processes since start (imports included): "
+            + ", ".join(f"{role} {seconds:.1f} s" for role, seconds in used)
+            + f"; total {total:.1f} s, {total / max(messages, 1) * 1000:.1f} ms a message")
 
 
 def summarize_profile(raw: str, top: int = 25) -> str:
@@ -237,7 +283,7 @@ contacts = ["{CA}"]
                 # its work in threads, which pyinstrument would not see).
                 spy = subprocess.Popen(["py-spy", "record", "--pid", str(server.pid),
                                         "--subprocesses", "--idle", "--format", "raw",
-                                        "--rate", "100",
+                                        "--rate", "250", "--nonblocking",
                                         "-o", str(Path(tmp) / "prof.txt")],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1)  # let it attach
@@ -250,6 +296,7 @@ contacts = ["{CA}"]
                 time.sleep(0.1)
             drained = time.time() - max(loaded["accepted"].values())
             print(f"backlog drained (all acknowledged) {drained:.1f} s after the load stopped")
+            print(cpu_report(server.pid, len(loaded["accepted"])))
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)

@@ -75,7 +75,7 @@ def test_a_dead_worker_or_sender_is_restarted_and_mail_still_gets_its_answer(tmp
             assert len(acks) == n
             assert log.saw(f"{role} process exited with -9; restarting it")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=WAIT_SECONDS) == 0
+        assert proc.wait(timeout=WAIT_SECONDS) == 0, "".join(log.lines[-30:])
     finally:
         if proc.poll() is None:
             proc.kill()
