@@ -75,6 +75,7 @@ def record_form(session: Session, incident: Incident, form: ParsedForm,
     existing = {} if first else current_form(session, incident.id)
     changes = []
     new_rows: list[dict[str, object]] = []
+    superseded = False
     for key, field in form.fields.items():
         old = existing.get(key)
         if old is not None and old.value.strip() == field.value.strip():
@@ -82,6 +83,7 @@ def record_form(session: Session, incident: Incident, form: ParsedForm,
         if old is not None:
             old.current = False
             session.add(old)
+            superseded = True
         new_rows.append({"incident_id": incident.id, "key": key, "value": field.value,
                          "at_value": field.at, "note": field.note, "inbound_id": inbound.id,
                          "recorded_at": now, "current": True})
@@ -97,7 +99,11 @@ def record_form(session: Session, incident: Incident, form: ParsedForm,
             data=json.dumps({"key": key, "value": field.value,
                              "previous": old.value if old else None}),
         ))
-    session.flush()  # superseded answers and the incident row before the new answers
+    if superseded or incident in session.new:
+        # What the new answers depend on goes first: the answers they replace
+        # (one current answer per key) and a new incident row. Only then: a
+        # flush costs as much again as the answers' insert.
+        session.flush()
     if new_rows:
         # One executemany: a form has a dozen answers, and ORM objects for each
         # were a tenth of the pipeline's time in bench/intake.py.
