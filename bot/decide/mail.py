@@ -20,7 +20,8 @@ from bot.decide.timeliness import Timeliness
 from bot.outbox.enqueue import enqueue
 from bot.outbox.render import MailSpec
 from bot.rules.rulesets import FORM_FIELDS_BY_KEY
-from storage.models import AutoReplyCount, Event, InboundMessage, Incident
+from storage.counters import take_auto_reply
+from storage.models import Event, InboundMessage, Incident
 
 log = logging.getLogger("rootnotify.decide.mail")
 
@@ -28,14 +29,10 @@ log = logging.getLogger("rootnotify.decide.mail")
 def allow_auto_reply(session: Session, ctx: Context, address: str) -> bool:
     """Count one automatic reply to `address` today; False once the daily cap is reached."""
     day = ctx.clock.now().astimezone(ctx.config.bot.timezone).date().isoformat()
-    row = session.get(AutoReplyCount, (address, day))
-    if row is None:
-        row = AutoReplyCount(address=address, day=day, count=0)
-    if row.count >= ctx.config.bot.max_auto_replies_per_day:
-        log.warning("automatic reply to %s suppressed: %d already today", address, row.count)
+    cap = ctx.config.bot.max_auto_replies_per_day
+    if not take_auto_reply(session, address, day, cap):
+        log.warning("automatic reply to %s suppressed: %d already today", address, cap)
         return False
-    row.count += 1
-    session.add(row)
     return True
 
 

@@ -1,0 +1,42 @@
+"""Counters bumped with one statement, inside the caller's transaction, without the ORM.
+
+An ORM read-modify-write of a counter costs a flush of everything pending, a
+SELECT and an UPDATE; an upsert with a condition is one statement, and needs
+no flush because nothing pending can hold the same counter (it is only ever
+written here).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from sqlalchemy import bindparam
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.expression import Executable
+from sqlmodel import Session
+
+from storage.models import AutoReplyCount
+
+
+def take_auto_reply(session: Session, address: str, day: str, cap: int) -> bool:
+    """Count one automatic reply to `address` on `day`; False (nothing counted) at the cap."""
+    if cap <= 0:
+        return False
+    connection = session.connection()
+    found = connection.execute(_auto_reply_upsert(connection.dialect.name),
+                               {"address": address, "day": day, "cap": cap}).first()
+    return found is not None
+
+
+@functools.cache
+def _auto_reply_upsert(dialect_name: str) -> Executable:
+    # Built once: making the statement costs more than running it.
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    table = AutoReplyCount.__table__
+    return dialect.insert(table).values(
+        address=bindparam("address"), day=bindparam("day"), count=1,
+    ).on_conflict_do_update(
+        index_elements=[table.c.address, table.c.day],
+        set_={"count": table.c.count + 1},
+        where=table.c.count < bindparam("cap"),
+    ).returning(table.c.count)
