@@ -56,6 +56,18 @@ def _collect(session: Session, _flush_context: object) -> None:
                             "command": obj.command, "summary": obj.summary})
 
 
+def note_events(session: Session, events: list[dict[str, Any]]) -> None:
+    """Events written without ORM objects (a bulk INSERT): logged at commit like the others.
+
+    Each dict holds the Event's columns (incident_id, kind, rule, inbound_id,
+    outbound_id, command, summary).
+    """
+    session.info.setdefault(_PENDING, []).extend(
+        {"incident": e.get("incident_id"), "event": e.get("kind"), "rule": e.get("rule"),
+         "inbound": e.get("inbound_id"), "outbound": e.get("outbound_id"),
+         "command": e.get("command"), "summary": e.get("summary")} for e in events)
+
+
 def _emit(session: Session) -> None:
     for e in session.info.pop(_PENDING, []):
         cause = (f" (message {e['inbound']})" if e["inbound"] is not None else

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -241,37 +242,46 @@ def process_pending(ctx: Context, limit: int | None = None,
     """
     report = PipelineReport()
     seen: set[int] = set()
-    while True:
+    chunks: deque[list[int]] = deque()
+
+    def look_for_more() -> None:
         # Mail `serve` spooled goes into the database first, in arrival order.
         import_spool(ctx.db, ctx.config.bot.spool_dir)
         ids = [i for i in pending_ids(ctx) if i not in seen]
         if limit is not None:
             ids = ids[: max(limit - len(seen), 0)]
-        if not ids:
-            return report
-        chunks = [ids[start:start + TRANSACTION_BATCH]
-                  for start in range(0, len(ids), TRANSACTION_BATCH)]
-        # With a pool, chunk k+1 is read and analysed in a child process while
-        # this process acts on chunk k.
-        ahead: tuple[list[Stored], PendingAnalysis] | None = None
-        for index, chunk in enumerate(chunks):
-            seen.update(chunk)
-            if pool is None:
-                states = process_batch(ctx, chunk)
-            else:
-                stored, pending = ahead or _submit(ctx, pool, chunk)
-                following = chunks[index + 1] if index + 1 < len(chunks) else None
-                ahead = _submit(ctx, pool, following) if following else None
-                states = _act_on(ctx, _prepare(ctx, stored, pending.results()))
-            if on_progress is not None:
-                on_progress()  # e.g. wake the outbox: acknowledgements need not wait
-            for state in states.values():
-                if state == STATE_PROCESSED:
-                    report.processed += 1
-                elif state == STATE_FAILED:
-                    report.failed += 1
-                elif state == STATE_PARKED:
-                    report.parked += 1
+        seen.update(ids)
+        chunks.extend(ids[start:start + TRANSACTION_BATCH]
+                      for start in range(0, len(ids), TRANSACTION_BATCH))
+
+    # With a pool, the next chunk is read and analysed in a child process
+    # while this process acts on the current one; the next messages are
+    # looked for before the last chunk known is acted on, so that the child
+    # is never waited for between two lookups.
+    ahead: tuple[list[Stored], PendingAnalysis] | None = None
+    look_for_more()
+    while chunks:
+        chunk = chunks.popleft()
+        if pool is None:
+            states = process_batch(ctx, chunk)
+        else:
+            stored, pending = ahead or _submit(ctx, pool, chunk)
+            if not chunks:
+                look_for_more()
+            ahead = _submit(ctx, pool, chunks[0]) if chunks else None
+            states = _act_on(ctx, _prepare(ctx, stored, pending.results()))
+        if on_progress is not None:
+            on_progress()  # e.g. wake the outbox: acknowledgements need not wait
+        for state in states.values():
+            if state == STATE_PROCESSED:
+                report.processed += 1
+            elif state == STATE_FAILED:
+                report.failed += 1
+            elif state == STATE_PARKED:
+                report.parked += 1
+        if not chunks:  # what arrived meanwhile
+            look_for_more()
+    return report
 
 
 def requeue(ctx: Context, inbound_id: int | None = None, failed_only: bool = False) -> int:

@@ -284,6 +284,11 @@ def test_log_json_gives_one_line_per_mail_and_per_state_change(tmp_path):
     assert len(opened) == 1
     assert opened[0]["incident"] == INCIDENT and opened[0]["inbound"] == 1
     assert opened[0]["rule"] == "R1"
+    # Events written in bulk (the outbox's "sent") are logged like the others.
+    delivered = rootnotify(config, "--log-json", "tick")
+    sent = [e for e in map(json.loads, filter(str.strip, delivered.stderr.splitlines()))
+            if e.get("event") == "mail-sent:acknowledgement"]
+    assert len(sent) == 1 and sent[0]["incident"] == INCIDENT and sent[0]["outbound"]
 
 
 def test_check_config_tries_the_imap_login_when_imap_is_enabled(tmp_path, monkeypatch):

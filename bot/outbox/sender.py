@@ -18,11 +18,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.context import Context
 from bot.errors import PermanentDeliveryError, TemporaryDeliveryError
+from bot.logs import note_events
 from storage.models import OUT_FAILED, OUT_QUEUED, OUT_SENT, Event, OutboundMessage
 
 log = logging.getLogger("rootnotify.outbox.sender")
@@ -137,41 +139,65 @@ def _backoff(attempts: int) -> timedelta:
     return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_RETRY)
 
 
-def claim_due(ctx: Context, limit: int = BATCH) -> list[OutboundMessage]:
+def _claim(session: Session, ctx: Context, limit: int) -> list[int]:
+    """Push the due mails' next attempt past the lease, in one statement; their ids.
+
+    One UPDATE ... RETURNING on the connection: the claim is what other
+    writers wait for (the pipeline takes turns with it at the lock), so it
+    neither loads the mails' bytes nor goes through the ORM.
+    """
     now = ctx.clock.now()
-    with ctx.db.write() as session:
-        rows = list(session.exec(
-            select(OutboundMessage)
-            .where(OutboundMessage.status == OUT_QUEUED)
-            .where(col(OutboundMessage.next_attempt_at) <= now)
-            .order_by(col(OutboundMessage.next_attempt_at), col(OutboundMessage.id))
-            .limit(limit)
-        ))
-        for row in rows:
-            row.attempts += 1
-            row.next_attempt_at = now + CLAIM_LEASE
-            session.add(row)
-    return rows
+    table = OutboundMessage.__table__
+    due = (select(table.c.id)
+           .where(table.c.status == OUT_QUEUED, table.c.next_attempt_at <= now)
+           .order_by(table.c.next_attempt_at, table.c.id)
+           .limit(limit)
+           .scalar_subquery())
+    claimed = session.connection().execute(
+        update(table).where(table.c.id.in_(due))
+        .values(attempts=table.c.attempts + 1, next_attempt_at=now + CLAIM_LEASE)
+        .returning(table.c.id))
+    return [row_id for (row_id,) in claimed]
+
+
+def _load(ctx: Context, ids: list[int]) -> list[OutboundMessage]:
+    """The claimed mails, read outside the write lock, oldest first."""
+    if not ids:
+        return []
+    with ctx.db.read() as session:
+        return list(session.exec(select(OutboundMessage)
+                                 .where(col(OutboundMessage.id).in_(ids))
+                                 .order_by(col(OutboundMessage.id))))
 
 
 def deliver_due(ctx: Context, transport: Transport) -> DeliveryReport:
-    """Send everything due over one relay session; record outcomes a few at a time."""
+    """Send everything due over one relay session; record outcomes a batch at a time.
+
+    Each write transaction records what the last batch came to and claims the
+    next batch: one turn at the lock per batch instead of two.
+    """
     report = DeliveryReport()
     outcomes: list[tuple[OutboundMessage, str, str | None]] = []
     try:
         # Claim batch after batch until nothing is due: waiting for the next
         # pass after each batch left a backlog of acknowledgements queued for
         # tens of seconds in bench/intake.py.
-        while rows := claim_due(ctx):
-            outcomes = []
+        while True:
+            with ctx.db.write() as session:
+                _record(session, ctx, outcomes, report)
+                outcomes = []
+                claimed = _claim(session, ctx, BATCH)
+            rows = _load(ctx, claimed)
+            if not rows:
+                break
             _send_all(transport, rows, outcomes)
-            _record(ctx, outcomes, report)
-            outcomes = []
     finally:
         close = getattr(transport, "close", None)
         if close is not None:
             close()
-        _record(ctx, outcomes, report)
+        if outcomes:
+            with ctx.db.write() as session:
+                _record(session, ctx, outcomes, report)
     return report
 
 
@@ -192,43 +218,62 @@ def _send_all(transport: Transport, rows: list[OutboundMessage],
             outcomes.append((row, OUT_SENT, None))
 
 
-def _record(ctx: Context, outcomes: list[tuple[OutboundMessage, str, str | None]],
+def _record(session: Session, ctx: Context,
+            outcomes: list[tuple[OutboundMessage, str, str | None]],
             report: DeliveryReport) -> None:
     if not outcomes:
         return
-    with ctx.db.write() as session:
-        # The rows in one query; `session.get` below finds them loaded.
-        session.exec(select(OutboundMessage).where(
-            col(OutboundMessage.id).in_([row.id for row, _, _ in outcomes]))).all()
-        for row, outcome, error in outcomes:
-            fresh = session.get(OutboundMessage, row.id)
-            if fresh is None:
-                continue
-            if outcome == OUT_SENT:
-                _mark_sent(session, ctx, fresh)
-                report.sent += 1
-            elif outcome == OUT_FAILED:
-                _mark_failed(session, ctx, fresh, error or "")
-                report.failed += 1
-            else:
-                _mark_retry(session, ctx, fresh, error or "")
-                report.retried += 1
+    sent = [row for row, outcome, _ in outcomes if outcome == OUT_SENT]
+    report.sent += _mark_sent(session, ctx, sent)
+    others = [(row, outcome, error) for row, outcome, error in outcomes if outcome != OUT_SENT]
+    if not others:
+        return
+    # The rows in one query; `session.get` below finds them loaded.
+    session.exec(select(OutboundMessage).where(
+        col(OutboundMessage.id).in_([row.id for row, _, _ in others]))).all()
+    for row, outcome, error in others:
+        fresh = session.get(OutboundMessage, row.id)
+        if fresh is None:
+            continue
+        if outcome == OUT_FAILED:
+            _mark_failed(session, ctx, fresh, error or "")
+            report.failed += 1
+        else:
+            _mark_retry(session, ctx, fresh, error or "")
+            report.retried += 1
+    # What the claim below reads must see these rows as they are now.
+    session.flush()
 
 
-def _mark_sent(session: Session, ctx: Context, row: OutboundMessage) -> None:
-    if row.status == OUT_FAILED:
-        return  # a bounce that came back before this mark already failed it
+def _mark_sent(session: Session, ctx: Context, rows: list[OutboundMessage]) -> int:
+    """Mark `rows` sent, with a timeline event each, in two statements; how many were marked.
+
+    The claim and this record are what the pipeline waits for at the lock: in
+    bulk on the connection they take a fraction of what an ORM update and an
+    Event object per mail took. A mail a bounce has failed meanwhile (it can
+    come back before this mark) stays failed.
+    """
+    if not rows:
+        return 0
     now = ctx.clock.now()
-    row.status = OUT_SENT
-    row.sent_at = now
-    row.last_error = None
-    session.add(row)
-    if row.incident_id:
-        session.add(Event(incident_id=row.incident_id, at=now, kind=f"mail-sent:{row.kind}",
-                          summary=f"{row.kind} {row.message_id} sent to {row.recipients}",
-                          outbound_id=row.id))
-    log.info("sent %s %s for %s to %s", row.kind, row.message_id, row.incident_id or "-",
-             row.recipients)
+    table = OutboundMessage.__table__
+    connection = session.connection()
+    marked = connection.execute(
+        update(table)
+        .where(table.c.id.in_([row.id for row in rows]), table.c.status != OUT_FAILED)
+        .values(status=OUT_SENT, sent_at=now, last_error=None)
+        .returning(table.c.id, table.c.incident_id, table.c.kind, table.c.message_id,
+                   table.c.recipients)).all()
+    events = [{"incident_id": incident_id, "at": now, "kind": f"mail-sent:{kind}",
+               "summary": f"{kind} {message_id} sent to {recipients}", "outbound_id": row_id,
+               "rule": None, "inbound_id": None, "command": None, "data": None}
+              for row_id, incident_id, kind, message_id, recipients in marked if incident_id]
+    if events:
+        connection.execute(insert(Event.__table__), events)
+        note_events(session, events)
+    for _row_id, incident_id, kind, message_id, recipients in marked:
+        log.info("sent %s %s for %s to %s", kind, message_id, incident_id or "-", recipients)
+    return len(marked)
 
 
 def _mark_retry(session: Session, ctx: Context, row: OutboundMessage, error: str) -> None:
