@@ -50,10 +50,12 @@ RESTART_DELAY_SECONDS = 2.0
 CHILD_STOP_TIMEOUT_SECONDS = 120.0
 # The worker, the sender and the worker's analysis processes run this much
 # nicer than the listener: in a burst that fills the CPU, answering clients
-# comes first and the rest catches up after (bench/intake.py on 2 cores,
-# intake over the bare listener: 0.47-0.57, mean 0.51 of 12 runs at nice 3-6,
-# against 0.39-0.52, mean 0.47 of 9 runs without; p99 unchanged).
-CHILD_NICENESS = 5
+# comes first and the rest catches up after. bench/intake.py on 2 cores,
+# intake over the bare listener / p99 250-to-acknowledgement: nice 5: 0.44-0.53
+# / 4.2-4.7 s (four runs); nice 10: 0.45-0.57 / 4.1-4.4 s; nice 15: 0.52-0.60
+# / 4.1-4.7 s (three runs each). A niceness is a weight, not a ban: the
+# children still get a share of a CPU the listener keeps busy.
+CHILD_NICENESS = 10
 # The children, in the order they stop: what the worker queues while it
 # finishes is still sent by the sender.
 CHILD_ROLES = ("worker", "sender")
