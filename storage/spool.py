@@ -21,6 +21,7 @@ of meta and raw), then the JSON meta, then the raw bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -29,7 +30,6 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -126,7 +126,7 @@ class SpoolWriter:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._queue: queue.Queue[tuple[bytes, Future[None]] | None] = queue.Queue()
+        self._queue: queue.Queue[_Waiting | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._fd: int | None = None
         self._size = 0
@@ -147,9 +147,10 @@ class SpoolWriter:
 
     async def store(self, arrival: Arrival) -> StoreResult | None:
         """Durable on return; None because the database id is given at import."""
-        future: Future[None] = Future()
-        self._queue.put((encode(arrival), future))
-        await asyncio.wrap_future(future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Waiting(encode(arrival), future, loop))
+        await future
         return None
 
     def _open_next(self) -> None:
@@ -168,18 +169,18 @@ class SpoolWriter:
             first = self._queue.get()
             if first is None:
                 return
-            batch, stopping = take_batch(self._queue, first, lambda item: len(item[0]),
+            batch, stopping = take_batch(self._queue, first, lambda item: len(item.record),
                                          GROUP_MAX_RECORDS, GROUP_MAX_BYTES)
             self._write(batch)
             if stopping:
                 return
 
-    def _write(self, batch: list[tuple[bytes, Future[None]]]) -> None:
+    def _write(self, batch: list[_Waiting]) -> None:
         try:
             assert self._fd is not None
             if self._size > SEGMENT_BYTES:
                 self._open_next()
-            data = b"".join(record for record, _ in batch)
+            data = b"".join(waiting.record for waiting in batch)
             written = 0
             while written < len(data):
                 written += os.write(self._fd, data[written:])
@@ -188,16 +189,43 @@ class SpoolWriter:
             self.syncs += 1
         except Exception as exc:
             log.error("spool write of %d message(s) failed: %s", len(batch), exc)
-            for _, future in batch:
-                future.set_exception(exc)
             # What was written may be torn; later records go to a fresh segment.
             try:
                 self._open_next()
             except OSError as reopen:
                 log.error("cannot open a new spool segment: %s", reopen)
+            _answer(batch, exc)
             return
-        for _, future in batch:
+        _answer(batch, None)
+
+
+@dataclass
+class _Waiting:
+    """One record waiting for its sync, and the session's future to settle then."""
+
+    record: bytes
+    future: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop
+
+
+def _answer(batch: list[_Waiting], error: Exception | None) -> None:
+    """Settle a group's futures with one wake-up of each event loop, not one per record."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for waiting in batch:
+        by_loop.setdefault(waiting.loop, []).append(waiting.future)
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, futures, error)
+
+
+def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:
+    for future in futures:
+        if future.done():  # the session went away (cancelled)
+            continue
+        if error is None:
             future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 def _position(session) -> tuple[int, int]:  # type: ignore[no-untyped-def]
