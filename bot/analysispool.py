@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -56,8 +58,23 @@ _child: tuple[Config, Trust] | None = None
 
 def _start_child(config_path: str) -> None:
     global _child
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), name="parent-watch",
+                         daemon=True).start()
     config = load_config(Path(config_path))
     _child = (config, load_trust(config))
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    """End this process when the worker that started it is gone.
+
+    A ProcessPoolExecutor child holds both ends of its task queue, so a worker
+    killed outright (SIGKILL, OOM) never closes it: without this the child
+    would wait for work for ever, one orphan per crash.
+    """
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(0)
 
 
 def _analyse_in_child(batch: list[Stored]) -> tuple[int, list[Analysis | None]]:

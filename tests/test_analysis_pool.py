@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from storage.db import open_database
 from storage.models import STATE_PROCESSED, FormValue, InboundMessage
 from storage.rawstore import Arrival, store_batch
 from tests.corpus import corpus_files
-from tests.harness import CA_CONTACT, COMPLETE_FORM, make_mail, write_config
+from tests.harness import CA_CONTACT, COMPLETE_FORM, eventually, make_mail, write_config
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 CORPUS_FOLDERS = ("malformed", "dsn", "autoreply", "plain", "smime")
@@ -113,3 +115,37 @@ def test_zero_analysis_processes_parse_in_the_worker(tmp_path):
                                                     "analysis_processes = -1"))
     with pytest.raises(Exception, match="analysis_processes"):
         load_config(tmp_path / "bad.toml")
+
+
+# A stand-in for serve's worker: starts its analysis pool, says the child's pid, waits.
+POOL_OWNER = """
+import sys, time
+from pathlib import Path
+from bot.analysispool import AnalysisPool
+from bot.config import load_config
+pool = AnalysisPool(load_config(Path(sys.argv[1])), processes=1)
+pool.start()
+print(*pool.child_pids(), flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing
+
+
+def test_a_worker_killed_outright_leaves_no_analysis_process_behind(tmp_path):
+    config = write_config(tmp_path, smtp_port=1, relay_port=1, outgoing_mode="maildir")
+    owner = subprocess.Popen([sys.executable, "-c", POOL_OWNER, str(config)],
+                             cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE)
+    assert owner.stdout is not None
+    children = [int(pid) for pid in owner.stdout.readline().split()]
+    assert children and all(_alive(pid) for pid in children)
+    owner.kill()  # SIGKILL: no shutdown of the pool runs
+    owner.wait()
+    eventually("the analysis process to end with its worker",
+               lambda: not any(_alive(pid) for pid in children))
