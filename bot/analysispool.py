@@ -156,7 +156,7 @@ class AnalysisPool:
     def start(self) -> None:
         """Start the children and wait until they are ready (else they start on first use)."""
         try:
-            self._pids.add(self._pool().submit(_ready).result())
+            self.seen(self._pool().submit(_ready).result(), 0)
         except Exception as exc:  # the worker analyses in-process meanwhile; retried on use
             log.warning("analysis processes did not start (%s: %s)", type(exc).__name__, exc)
             self.close()

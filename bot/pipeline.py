@@ -174,11 +174,10 @@ def _act_in_one_transaction(ctx: Context, prepared: list[_Prepared], savepoints:
                             ) -> dict[int, str]:
     states: dict[int, str] = {}
     with ctx.db.write() as session:
-        # The batch's rows in one query; `session.get` below finds them loaded.
-        session.exec(select(InboundMessage).where(
-            col(InboundMessage.id).in_([item.inbound_id for item in prepared]))).all()
+        rows = {row.id: row for row in session.exec(select(InboundMessage).where(
+            col(InboundMessage.id).in_([item.inbound_id for item in prepared])))}
         for item in prepared:
-            inbound = session.get(InboundMessage, item.inbound_id)
+            inbound = rows.get(item.inbound_id)
             if inbound is None or inbound.state in (STATE_PROCESSED, STATE_PARKED):
                 continue  # another worker finished it meanwhile
             error = item.error

@@ -73,11 +73,12 @@ def _child_main(role: str, config_path: str, conn: Connection, log_json: bool,
 async def _run_child(role: str, config: Config, conn: Connection) -> int:
     sending = threading.Lock()  # the pipeline's and the scheduler's threads both tell
 
-    def queued() -> None:
+    def tell(signal_byte: bytes) -> None:
         with sending, contextlib.suppress(OSError):  # the supervisor is gone: we stop soon
-            conn.send_bytes(QUEUED)
+            conn.send_bytes(signal_byte)
 
-    service = Service(config, role=role, on_queued=queued if role == "worker" else None)
+    service = Service(config, role=role,
+                      on_queued=(lambda: tell(QUEUED)) if role == "worker" else None)
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
 
@@ -100,8 +101,7 @@ async def _run_child(role: str, config: Config, conn: Connection) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
     await service.start()
-    with sending, contextlib.suppress(OSError):
-        conn.send_bytes(READY)
+    tell(READY)
     log.info("%s started", role)
     await done.wait()
     with contextlib.suppress(ValueError, OSError):

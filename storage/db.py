@@ -130,9 +130,9 @@ def sqlite_file(url: str) -> Path | None:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        db_path = url.split("///", 1)[-1]
-        if db_path and db_path != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        database_file = sqlite_file(url)
+        if database_file is not None:
+            database_file.parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         )

@@ -228,11 +228,10 @@ def _record(session: Session, ctx: Context,
     others = [(row, outcome, error) for row, outcome, error in outcomes if outcome != OUT_SENT]
     if not others:
         return
-    # The rows in one query; `session.get` below finds them loaded.
-    session.exec(select(OutboundMessage).where(
-        col(OutboundMessage.id).in_([row.id for row, _, _ in others]))).all()
+    current = {row.id: row for row in session.exec(select(OutboundMessage).where(
+        col(OutboundMessage.id).in_([row.id for row, _, _ in others])))}
     for row, outcome, error in others:
-        fresh = session.get(OutboundMessage, row.id)
+        fresh = current.get(row.id)
         if fresh is None:
             continue
         if outcome == OUT_FAILED:
