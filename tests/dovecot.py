@@ -337,5 +337,8 @@ def dovecot_server(tmp_path: Path) -> Iterator[Dovecot]:
         yield server
     finally:
         server.stop()
+        # Captured by pytest and shown only when the test fails: what the
+        # server saw is half of the story of a failed IMAP test.
+        print(f"dovecot.log (tail):\n{server._log_tail()}")
         if os.getuid() == 0:
             shutil.rmtree(root, ignore_errors=True)

@@ -11,6 +11,7 @@ poller's counters, never by sleeping.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -148,6 +149,32 @@ def test_ca_form_in_the_mailbox_is_acknowledged_and_moved_to_processed(tmp_path,
         assert status["last_uid"] == 1
         rows = inbound(bot)
         assert [(r.channel, r.received_at.replace(tzinfo=UTC)) for r in rows] == [("imap", NOW)]
+
+
+def test_mail_that_arrives_between_the_pass_and_idle_is_taken_at_once(tmp_path, dovecot,
+                                                                       sink):
+    """Dovecot answers IDLE with "+ idling" and, in the same packet, the EXISTS
+    of mail that came after the pass's SEARCH. Both land in imaplib's read
+    buffer, where polling the socket cannot see the second line: without a
+    look at that buffer the mail waited for the next keep-alive (minutes)."""
+    with imap_bot(tmp_path, dovecot, sink) as (bot, poller):
+        eventually("the first poll", lambda: health(bot.ctx)["imap"].get("INBOX", {})
+                   .get("last_success_at") is not None)
+        real_idle = poller._idle
+        arrived = threading.Event()
+
+        def mail_comes_just_before_idle(client, stop):  # type: ignore[no-untyped-def]
+            if not arrived.is_set():
+                dovecot.append(form(1))
+                arrived.set()
+            real_idle(client, stop)
+
+        poller._idle = mail_comes_just_before_idle  # type: ignore[method-assign]
+        # Let the idling pass end (renewal comes after minutes; a new pass now).
+        dovecot.append(plain(1))
+        assert arrived.wait(WAIT_SECONDS)
+        sink.wait_for(sink.to(CA_CONTACT, "Notification received"),
+                      timeout=IDLE_PICKUP_SECONDS)
 
 
 def test_a_restart_processes_nothing_twice(tmp_path, dovecot, sink):
@@ -299,7 +326,8 @@ def test_wrong_password_is_a_clear_error_at_start(tmp_path, dovecot, sink, monke
 
 
 def test_an_unreachable_server_backs_off_records_the_error_and_alerts_staff_once(
-        tmp_path, dovecot, sink):
+        tmp_path, dovecot, sink, caplog):
+    caplog.set_level(logging.INFO, logger="rootnotify")
     with imap_bot(tmp_path, dovecot, sink, alert_after=600) as (bot, poller):
         eventually("the first poll", lambda: health(bot.ctx)["imap"].get("INBOX", {})
                    .get("last_success_at") is not None)

@@ -63,6 +63,7 @@ from bot.intake.imapconn import (
     connect,
     describe,
     error_text,
+    has_unread_input,
     logout,
     peer_of,
 )
@@ -207,7 +208,7 @@ class ImapPoller:
         slices = int(IDLE_RENEW_SECONDS / IDLE_CHECK_SECONDS)
         try:
             for _ in range(slices):
-                if stop.is_set():
+                if stop.is_set() or has_unread_input(client):
                     return
                 responses = client.idle_check(timeout=IDLE_CHECK_SECONDS)
                 # Anything but a keep-alive ("* OK Still here") is worth a look:

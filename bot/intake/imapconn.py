@@ -108,6 +108,27 @@ def _quiet_unless_logged(client: IMAPClient) -> None:
         client._imap.debug = 0
 
 
+def has_unread_input(client: IMAPClient) -> bool:
+    """Whether the server's bytes already wait in imaplib's read buffer (or TLS's).
+
+    Polling the socket cannot see them, and that is how imapclient's
+    `idle_check` waits. Dovecot answers IDLE with "+ idling" and, in the same
+    packet, the EXISTS of mail that came since the last command; imaplib's
+    buffered reader takes both while reading the continuation, so the news sat
+    unseen until the next keep-alive, minutes later. Peeking with the socket
+    non-blocking returns what is buffered without waiting for more.
+    """
+    sock = client.socket()
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return bool(client._imap.file.peek(1))
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return False  # nothing buffered and nothing on the wire
+    finally:
+        sock.settimeout(timeout)
+
+
 def check_login(cfg: ImapConfig) -> LoginCheck:
     """Connect, log in and look at the watched folder; for `serve` start and `check-config`."""
     client = connect(cfg)
