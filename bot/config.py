@@ -38,6 +38,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # Child processes that parse mail beside `serve`'s worker (bot.analysispool);
         # 0 parses in the worker itself.
         "analysis_processes": (int, 1),
+        # How long parsing a batch (and, to find a culprit, one message) may
+        # take in such a child before it is killed and the message failed.
+        "analysis_timeout_seconds": (int, 60),
     },
     "storage": {"url": (str, "")},
     "smtp": {
@@ -126,6 +129,7 @@ class BotConfig:
     loop_marker: str
     max_auto_replies_per_day: int
     analysis_processes: int = 1
+    analysis_timeout_seconds: int = 60
 
     @property
     def spool_dir(self) -> Path:
@@ -310,6 +314,13 @@ def _storage_url(reader: _Reader, url: str, data_dir: Path) -> str:
     return url
 
 
+def _analysis_timeout(reader: _Reader, value: int) -> int:
+    if not 1 <= value <= 3600:
+        raise ConfigError(f"{reader.where('bot', 'analysis_timeout_seconds')}: {value} is not "
+                          f"between 1 and 3600 seconds")
+    return value
+
+
 def _analysis_processes(reader: _Reader, value: int) -> int:
     if not 0 <= value <= 64:
         raise ConfigError(f"{reader.where('bot', 'analysis_processes')}: {value} is not "
@@ -412,6 +423,7 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
             loop_marker=loop_marker,
             max_auto_replies_per_day=b["max_auto_replies_per_day"],
             analysis_processes=_analysis_processes(reader, b["analysis_processes"]),
+            analysis_timeout_seconds=_analysis_timeout(reader, b["analysis_timeout_seconds"]),
         ),
         storage_url=_storage_url(reader, st["url"], data_dir),
         smtp=SmtpConfig(

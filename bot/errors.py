@@ -8,6 +8,7 @@
     │   └── StoreUnavailable         temporary: 451 (the sender will retry)
     ├── ProcessingError              a stored message could not be processed
     │   ├── TemporaryProcessingError retried with backoff
+    │   │   └── AnalysisAborted      parsing killed its process or outran its time
     │   └── PermanentProcessingError parked for a person at once
     ├── LimitExceeded                hostile or oversized input hit a named limit
     ├── CommandError                 a staff command is unknown or malformed
@@ -52,6 +53,14 @@ class ProcessingError(RootnotifyError):
 
 class TemporaryProcessingError(ProcessingError):
     """Worth retrying: the database was busy, a resource was missing for a while."""
+
+
+class AnalysisAborted(TemporaryProcessingError):
+    """Parsing this message crashed its child process or did not end in time.
+
+    Retried like any failure (an out-of-memory kill may not recur), and parked
+    after the last attempt; the worker never parses it in its own process.
+    """
 
 
 class PermanentProcessingError(ProcessingError):

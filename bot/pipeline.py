@@ -26,6 +26,7 @@ from bot.analysispool import AnalysisPool, PendingAnalysis, Stored
 from bot.context import Context
 from bot.decide.certificates import store_lists_before_acting
 from bot.decide.route import act
+from bot.errors import AnalysisAborted
 from storage.models import (
     STATE_FAILED,
     STATE_PARKED,
@@ -99,11 +100,19 @@ def _read(ctx: Context, ids: list[int]) -> list[Stored]:
 
 
 def _prepare(ctx: Context, stored: list[Stored],
-             analysed: dict[int, Analysis] | None = None) -> list[_Prepared]:
-    """Each message's analysis: the pool's (`analysed`), or made here, outside any transaction."""
+             analysed: dict[int, Analysis | AnalysisAborted] | None = None
+             ) -> list[_Prepared]:
+    """Each message's analysis: the pool's (`analysed`), or made here, outside any transaction.
+
+    A message the pool gave up on (it killed or hung its child) is not parsed
+    here: it would take this process down or stall it.
+    """
     prepared = []
     for item in stored:
         analysis = (analysed or {}).get(item.inbound_id)
+        if isinstance(analysis, AnalysisAborted):
+            prepared.append(_Prepared(item.inbound_id, None, analysis))
+            continue
         if analysis is not None:
             prepared.append(_Prepared(item.inbound_id, analysis, None))
             continue

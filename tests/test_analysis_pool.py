@@ -18,14 +18,16 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bot.analysispool import AnalysisPool
+from bot import analysispool
+from bot.analysispool import AnalysisPool, Stored
 from bot.clock import FixedClock
 from bot.config import load_config
 from bot.context import Context, make_context
 from bot.pipeline import TRANSACTION_BATCH, process_pending
 from storage.db import open_database
-from storage.models import STATE_PROCESSED, FormValue, InboundMessage
+from storage.models import STATE_FAILED, STATE_PROCESSED, FormValue, InboundMessage
 from storage.rawstore import Arrival, store_batch
+from tests import poison
 from tests.corpus import corpus_files
 from tests.harness import CA_CONTACT, COMPLETE_FORM, eventually, make_mail, write_config
 
@@ -121,7 +123,8 @@ def test_zero_analysis_processes_parse_in_the_worker(tmp_path):
 POOL_OWNER = """
 import sys, time
 from pathlib import Path
-from bot.analysispool import AnalysisPool
+from bot import analysispool
+from bot.analysispool import AnalysisPool, Stored
 from bot.config import load_config
 pool = AnalysisPool(load_config(Path(sys.argv[1])), processes=1)
 pool.start()
@@ -149,3 +152,127 @@ def test_a_worker_killed_outright_leaves_no_analysis_process_behind(tmp_path):
     owner.wait()
     eventually("the analysis process to end with its worker",
                lambda: not any(_alive(pid) for pid in children))
+
+
+def _pool_context(folder: Path, timeout: int = 60) -> Context:
+    folder.mkdir()
+    text = write_config(folder, smtp_port=1, relay_port=1, outgoing_mode="maildir").read_text()
+    path = folder / "pool.toml"
+    path.write_text(text.replace("[bot]\n", f"[bot]\nanalysis_timeout_seconds = {timeout}\n"))
+    config = load_config(path)
+    return make_context(config, open_database(config.storage_url), FixedClock(NOW))
+
+
+def _forms_with(poison: str, pidfile: Path, count: int = 5) -> list[bytes]:
+    """`count` forms from the CA; the middle one asks the analyser to `poison` (tests.poison)."""
+    return [make_mail(CA_CONTACT, f"Security incident {n}",
+                      COMPLETE_FORM.replace("Example Issuing CA 2", f"Issuing CA {n}"),
+                      message_id=f"<poison-{n}@exampleca.test>",
+                      headers={"X-Poison": f"{poison} {pidfile}"} if n == count // 2 else None)
+            for n in range(count)]
+
+
+def _states(ctx: Context) -> dict[str, tuple[str, str | None, int | None]]:
+    with ctx.db.read() as session:
+        return {r.message_id: (r.state, r.last_error, r.incident_id)
+                for r in session.exec(select(InboundMessage))}
+
+
+def test_a_message_that_kills_its_parser_fails_alone_and_the_worker_goes_on(tmp_path):
+    ctx = _pool_context(tmp_path / "bot")
+    pidfile = tmp_path / "killed.pid"
+    pool = AnalysisPool(ctx.config, processes=1, analyse=poison.analyse_or_misbehave)
+    try:
+        _store(ctx, _forms_with("kill", pidfile))
+        report = process_pending(ctx, pool=pool)
+    finally:
+        pool.close()
+    assert (report.processed, report.failed) == (4, 1)
+    states = _states(ctx)
+    state, error, incident = states.pop("<poison-2@exampleca.test>")
+    assert state == STATE_FAILED and incident is None
+    assert error == "AnalysisAborted: the process parsing it died (killed by SIGKILL)"
+    # Killed in its batch, then again alone: each time only its own child died.
+    assert len(pidfile.read_text().split()) == 2
+    # The others of its batch were analysed (in children, never by the worker
+    # itself) and opened their incidents.
+    assert all(s == STATE_PROCESSED and i is not None for s, _e, i in states.values())
+    assert pool.aborted == 1 and pool.analysed == 4
+    ctx.db.dispose()
+
+
+def test_a_parse_that_never_ends_is_killed_at_the_timeout_and_fails_alone(tmp_path):
+    ctx = _pool_context(tmp_path / "bot", timeout=2)
+    pidfile = tmp_path / "hung.pid"
+    pool = AnalysisPool(ctx.config, processes=1, analyse=poison.analyse_or_misbehave)
+    try:
+        _store(ctx, _forms_with("hang", pidfile))
+        report = process_pending(ctx, pool=pool)
+        # Hung in its batch, then again alone; each child killed, none left spinning.
+        hung = [int(pid) for pid in pidfile.read_text().split()]
+        assert len(hung) == 2 and not any(_alive(pid) for pid in hung)
+    finally:
+        pool.close()
+    assert (report.processed, report.failed) == (4, 1)
+    state, error, _incident = _states(ctx)["<poison-2@exampleca.test>"]
+    assert state == STATE_FAILED
+    assert error == "AnalysisAborted: parsing it did not end within 2 s; its process was killed"
+    ctx.db.dispose()
+
+
+def test_a_message_whose_parser_was_killed_goes_through_on_its_retry(tmp_path):
+    """An out-of-memory kill may be the machine's state, not the message's.
+
+    Killed in its batch and again alone, the message fails; its retry, when
+    the machine has recovered, goes through."""
+    ctx = _pool_context(tmp_path / "bot")
+    pidfile = tmp_path / "twice.pid"
+    pool = AnalysisPool(ctx.config, processes=1, analyse=poison.analyse_or_misbehave)
+    try:
+        _store(ctx, _forms_with("kill-twice", pidfile))
+        assert process_pending(ctx, pool=pool).failed == 1
+        with ctx.db.read() as session:
+            retry_at = session.exec(select(InboundMessage.next_attempt_at).where(
+                InboundMessage.message_id == "<poison-2@exampleca.test>")).one()
+        assert retry_at is not None
+        assert process_pending(ctx, pool=pool).processed == 0  # not before its time
+        ctx.clock.set(retry_at.replace(tzinfo=UTC))  # type: ignore[attr-defined]
+        assert process_pending(ctx, pool=pool).processed == 1
+    finally:
+        pool.close()
+    state, error, incident = _states(ctx)["<poison-2@exampleca.test>"]
+    assert (state, error) == (STATE_PROCESSED, None) and incident is not None
+    assert len(pidfile.read_text().split()) == 2
+
+
+def test_the_analysis_timeout_is_a_checked_setting(tmp_path):
+    assert _pool_context(tmp_path / "ok", timeout=5).config.bot.analysis_timeout_seconds == 5
+    with pytest.raises(Exception, match=r"analysis_timeout_seconds.*between 1 and 3600"):
+        _pool_context(tmp_path / "bad", timeout=0)
+
+
+def test_stopping_while_a_parse_hangs_kills_its_process_after_a_grace(tmp_path, monkeypatch):
+    monkeypatch.setattr(analysispool, "CLOSE_GRACE_SECONDS", 0.5)
+    ctx = _pool_context(tmp_path / "bot")
+    pidfile = tmp_path / "hung.pid"
+    pool = AnalysisPool(ctx.config, processes=1, analyse=poison.analyse_or_misbehave)
+    pool.submit([Stored(1, _forms_with("hang", pidfile, count=1)[0], NOW, None)])
+    eventually("the parse to hang", pidfile.exists)
+    pool.close()  # as `serve` does at stop; without the kill it would wait for ever
+    assert not _alive(int(pidfile.read_text()))
+    ctx.db.dispose()
+
+
+def test_analysis_processes_that_cannot_start_cost_speed_never_a_message(tmp_path):
+    ctx = _pool_context(tmp_path / "bot")
+    pool = AnalysisPool(ctx.config, processes=1)
+    assert ctx.config.path is not None
+    ctx.config.path.unlink()  # each child loads the configuration, and now cannot
+    try:
+        _store(ctx, _forms_with("none", tmp_path / "unused.pid"))
+        report = process_pending(ctx, pool=pool)
+    finally:
+        pool.close()
+    assert (report.processed, report.failed) == (5, 0)
+    assert (pool.analysed, pool.aborted) == (0, 0)  # the worker parsed them all itself
+    ctx.db.dispose()
