@@ -1,4 +1,4 @@
-"""Database setup: the engine, SQLite's durability settings, schema creation and version.
+"""Database setup: the engine, SQLite's durability settings, and the schema (storage.migrate).
 
 This is the one dialect-specific place. SQLite runs in WAL mode with
 `synchronous=FULL` (a committed row survives power loss, which is what lets
@@ -18,11 +18,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session
 
-from storage import models
-from storage.models import SCHEMA_VERSION, Meta
+from storage import migrate
+from storage.migrate import SchemaTooNew
+from storage.models import Meta
 from storage.writelock import TurnTaking
+
+__all__ = ["Database", "SchemaTooNew", "open_database"]
 
 # How long a writer waits for another to finish before giving up. Long enough
 # for a group commit of many messages, short enough to surface a stuck lock.
@@ -61,15 +64,6 @@ DEFAULT_WAL_AUTOCHECKPOINT_PAGES = 1_000  # SQLite's own default
 # chunk before it durable too. Checkpoints still sync the database file.
 BULK_SYNCHRONOUS = "NORMAL"
 DEFAULT_SYNCHRONOUS = "FULL"  # as _tune_sqlite sets on every connection
-
-# Each migration takes the schema from version N-1 to N. Empty while the
-# schema is at its first version; a later change adds a function here.
-MIGRATIONS: dict[int, object] = {}
-
-
-class SchemaTooNew(RuntimeError):
-    pass
-
 
 class FairLock:
     """A re-entrant lock granted in arrival order.
@@ -161,25 +155,23 @@ def _tune_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_schema(engine: Engine) -> None:
-    """Create missing tables and record the schema version; refuse a newer database."""
-    assert models  # the import registers every table with SQLModel's metadata
-    SQLModel.metadata.create_all(engine)
+def create_schema(engine: Engine, read_engine: Engine | None = None) -> None:
+    """Bring the schema to this rootnotify's revision (storage.migrate); refuse a newer one.
+
+    `meta.schema_version` follows the revision's number for the rootnotify
+    releases from before migrations, which refuse a database whose number is
+    above theirs instead of running on a schema they do not know.
+    """
+    migrate.upgrade(engine, read_engine)
+    version = str(int(migrate.head()))
+    with Session(read_engine or engine) as session:
+        row = session.get(Meta, "schema_version")
+        if row is not None and row.value == version:
+            return
     with Session(engine) as session:
-        row = session.exec(select(Meta).where(Meta.key == "schema_version")).first()
-        if row is None:
-            session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-        else:
-            found = int(row.value)
-            if found > SCHEMA_VERSION:
-                raise SchemaTooNew(
-                    f"the database has schema version {found}; this rootnotify knows "
-                    f"{SCHEMA_VERSION}: upgrade rootnotify"
-                )
-            for version in range(found + 1, SCHEMA_VERSION + 1):
-                MIGRATIONS[version](session)  # type: ignore[operator]
-            row.value = str(SCHEMA_VERSION)
-            session.add(row)
+        row = session.get(Meta, "schema_version") or Meta(key="schema_version", value=version)
+        row.value = version
+        session.add(row)
         session.commit()
 
 
@@ -200,7 +192,7 @@ class Database:
         self._writers = FairLock(self._turns)
 
     def create(self) -> Database:
-        create_schema(self.engine)
+        create_schema(self.engine, self._read_engine)
         return self
 
     @contextmanager

@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
-
 # Message states: stored → processed | failed (retried) → parked (a person must look).
 STATE_STORED = "stored"
 STATE_PROCESSED = "processed"
@@ -196,6 +194,11 @@ class ReminderLog(SQLModel, table=True):
     sent_at: datetime = _when()
 
 
+def address_list(field: str | None) -> list[str]:
+    """The addresses of a comma-separated column (recipients and the like), in order."""
+    return [address for address in (field or "").split(",") if address]
+
+
 class OutboundMessage(SQLModel, table=True):
     """The transactional outbox: rendered mail, delivered later at least once."""
 
@@ -211,6 +214,13 @@ class OutboundMessage(SQLModel, table=True):
     subject: str
     data: bytes = Field(sa_type=sa.LargeBinary)
     status: str = OUT_QUEUED
+    # Those of `recipients` it could not reach for good (refused by the relay
+    # with 5xx, or bounced), comma-separated; when that is all of them the
+    # status is failed, else the others have it.
+    failed_recipients: str | None = None
+    # Those of `recipients` the relay deferred (4xx) while others took it: the
+    # next attempt goes to them alone (RFC 5321 4.5.4.1), not again to all.
+    retry_recipients: str | None = None
     attempts: int = 0
     next_attempt_at: datetime | None = _when(default=None, nullable=True)
     last_error: str | None = None

@@ -1,0 +1,141 @@
+"""The database schema, brought to this rootnotify's revision by Alembic at every start.
+
+`storage/migrations/versions` holds one file per schema change; the newest
+is "head". Opening a database:
+
+- new and empty: every revision runs, creating the tables;
+- made before rootnotify had migrations (tables, no `alembic_version`): it is
+  revision 0001, stamped so, then upgraded;
+- at an older revision: upgraded, in one transaction (SQLite and PostgreSQL
+  both roll DDL back), so a failed upgrade leaves the database as it was;
+- at a revision this rootnotify does not know: refused (`SchemaTooNew`), as
+  a newer rootnotify made it.
+
+The look at the revision is a read, so `status` works on a database it may
+not write. An upgrade is a write transaction; on SQLite that is BEGIN
+IMMEDIATE, so of `serve`'s processes starting together one upgrades and the
+others, let in after it, find the schema at head.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger("rootnotify.storage")
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# What a database made before migrations is (storage/migrations/versions/0001_*).
+FIRST_REVISION = "0001"
+# A table every rootnotify schema has had: its presence without Alembic's
+# table means a database from before migrations.
+ALWAYS_THERE = "inbound_message"
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was upgraded by a newer rootnotify than this one."""
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+@cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_config())
+
+
+def head() -> str:
+    """This rootnotify's newest schema revision."""
+    found = _scripts().get_current_head()
+    assert found is not None, "storage/migrations/versions holds no revision"
+    return found
+
+
+def revision_of(connection: Connection) -> tuple[str | None, bool]:
+    """The database's revision (None when empty) and whether Alembic recorded it.
+
+    A database from before migrations has revision FIRST_REVISION, unrecorded.
+    """
+    recorded = MigrationContext.configure(connection).get_current_revision()
+    if recorded is None and sa.inspect(connection).has_table(ALWAYS_THERE):
+        return FIRST_REVISION, False
+    return recorded, recorded is not None
+
+
+def _check_known(current: str | None) -> None:
+    if current is None:
+        return
+    try:
+        _scripts().get_revision(current)
+    except Exception:  # alembic raises several kinds for an unknown id
+        raise SchemaTooNew(
+            f"the database is at schema revision {current}, which this rootnotify does not "
+            f"know (its newest is {head()}): a newer rootnotify made it; upgrade rootnotify"
+        ) from None
+
+
+def upgrade(engine: Engine, read_engine: Engine | None = None) -> None:
+    """Bring the database at `engine` to `head()`; see the module docstring."""
+    with (read_engine or engine).connect() as connection:
+        current, recorded = revision_of(connection)
+        connection.rollback()
+    _check_known(current)
+    if (current, recorded) == (head(), True):
+        return
+    with engine.begin() as connection:
+        # Another process may have upgraded it meanwhile.
+        current, recorded = revision_of(connection)
+        _check_known(current)
+        if (current, recorded) == (head(), True):
+            return
+        config = _config(connection)
+        if current is not None and not recorded:
+            command.stamp(config, current)
+        log.info("upgrading the database schema from revision %s to %s",
+                 current or "(empty)", head())
+        command.upgrade(config, "head")
+
+
+def new_revision(message: str) -> Path:
+    """Write the next revision file from the difference between the models and head.
+
+    For developers after changing storage/models.py: `python -m storage.migrate
+    "what changed"`. Compares against a scratch SQLite database at head;
+    read the file it writes before committing it (Alembic cannot see renames).
+    """
+    import tempfile
+
+    from storage import models
+
+    assert models  # the import registers every table with SQLModel's metadata
+    with tempfile.TemporaryDirectory() as scratch:
+        engine = sa.create_engine(f"sqlite:///{scratch}/head.db")
+        with engine.begin() as connection:
+            config = _config(connection)
+            command.upgrade(config, "head")
+            number = f"{int(head()) + 1:04d}"
+            script = command.revision(config, message=message, autogenerate=True,
+                                      rev_id=number)
+        engine.dispose()
+    assert script is not None and not isinstance(script, list)
+    return Path(script.path)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit('usage: python -m storage.migrate "what changed in storage/models.py"')
+    print(new_revision(sys.argv[1]))

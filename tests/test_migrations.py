@@ -1,0 +1,114 @@
+"""The schema comes from Alembic migrations (storage.migrate): what an operator upgrading sees.
+
+A model changed without a migration, an old database that is not adopted, a
+newer database opened by an older rootnotify: each would lose or corrupt
+mail at an upgrade, so each is checked here on real SQLite files.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from storage import migrate, models
+from storage.db import SchemaTooNew, open_database
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _rows(path: Path, query: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(query).fetchall()
+
+
+def test_the_migrations_make_exactly_the_schema_of_the_models(tmp_path):
+    """A model changed without its migration fails here, not at an operator's upgrade."""
+    db = open_database(_url(tmp_path / "fresh.db"))
+    assert models  # registers every table with SQLModel's metadata
+    with db.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(
+            connection, opts={"compare_type": True}), SQLModel.metadata)
+    db.dispose()
+    assert differences == []
+    assert _rows(tmp_path / "fresh.db", "SELECT version_num FROM alembic_version") == [
+        (migrate.head(),)]
+
+
+def _database_from_before_migrations(path: Path) -> None:
+    """What rootnotify made before it had migrations: revision 0001's tables, no
+    alembic_version, and meta.schema_version 1."""
+    engine = sa.create_engine(_url(path))
+    with engine.begin() as connection:
+        config = migrate._config(connection)
+        command.upgrade(config, migrate.FIRST_REVISION)
+        connection.exec_driver_sql("DROP TABLE alembic_version")
+        connection.exec_driver_sql(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', '1'), "
+            "('scheduler_last_run', '2026-11-26T12:00:00+00:00')")
+        connection.exec_driver_sql(
+            "INSERT INTO outbound_message (message_id, kind, envelope_from, recipients, "
+            "subject, data, status, attempts, created_at) VALUES ('<sent@program.test>', "
+            "'acknowledgement', 'rootnotify@program.test', 'a@ca.test,b@ca.test', 'ack', "
+            "x'00', 'sent', 1, '2026-11-26 12:00:00.000000')")
+    engine.dispose()
+
+
+def test_a_database_from_before_migrations_is_adopted_with_what_it_holds(tmp_path):
+    path = tmp_path / "old.db"
+    _database_from_before_migrations(path)
+    open_database(_url(path)).dispose()
+    assert _rows(path, "SELECT version_num FROM alembic_version") == [(migrate.head(),)]
+    assert dict(_rows(path, "SELECT key, value FROM meta")) == {
+        "schema_version": str(int(migrate.head())),
+        "scheduler_last_run": "2026-11-26T12:00:00+00:00"}
+    assert _rows(path, "SELECT message_id, status, recipients, failed_recipients, "
+                       "retry_recipients FROM outbound_message") == [
+        ("<sent@program.test>", "sent", "a@ca.test,b@ca.test", None, None)]
+
+
+def test_a_database_of_a_newer_rootnotify_is_refused_untouched(tmp_path):
+    path = tmp_path / "newer.db"
+    open_database(_url(path)).dispose()
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+    before = path.read_bytes()
+    with pytest.raises(SchemaTooNew, match=r"revision 9999, which this rootnotify does not "
+                                           r"know .*upgrade rootnotify"):
+        open_database(_url(path))
+    assert path.read_bytes() == before
+
+
+OPEN_AND_SAY_REVISION = """
+import sys
+from storage import migrate
+from storage.db import open_database
+open_database(sys.argv[1]).dispose()
+print(migrate.head())
+"""
+
+
+def test_processes_starting_together_on_a_new_database_all_find_it_ready(tmp_path):
+    """`serve` starts three processes at once; on an empty database one creates the
+    schema and the others, let in after it, find it at head."""
+    url = _url(tmp_path / "together.db")
+    starts = [subprocess.Popen([sys.executable, "-c", OPEN_AND_SAY_REVISION, url], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+              for _ in range(3)]
+    results = [process.communicate(timeout=60) for process in starts]
+    assert [process.returncode for process in starts] == [0, 0, 0], results
+    assert {out.decode().strip() for out, _err in results} == {migrate.head()}
+    assert _rows(tmp_path / "together.db", "SELECT version_num FROM alembic_version") == [
+        (migrate.head(),)]
