@@ -156,6 +156,12 @@ def print_incident(console: Console, data: dict[str, Any], tz: tzinfo) -> None:
         out(f"  {arrow} #{m['id']} {when(m['at'], tz, local=False)} {m['kind']:<16} "
             f"{m['status']:<9} S/MIME {m['smime'] or '-':<9} {who}  {m['message_id']}",
             markup=False, highlight=False)
+        if m.get("failed_to"):
+            out(f"      not delivered to {', '.join(m['failed_to'])}: {m['last_error']}",
+                markup=False, highlight=False)
+        if m.get("retrying_to"):
+            out(f"      to be retried for {', '.join(m['retrying_to'])}", markup=False,
+                highlight=False)
 
 
 def print_health(console: Console, data: dict[str, Any], tz: tzinfo) -> None:

@@ -21,7 +21,15 @@ from sqlmodel import Session
 from bot.clock import as_utc, iso
 from bot.rules.rulesets import get_ruleset
 from storage import queries
-from storage.models import DL_OPEN, Event, FormValue, InboundMessage, Incident, OutboundMessage
+from storage.models import (
+    DL_OPEN,
+    Event,
+    FormValue,
+    InboundMessage,
+    Incident,
+    OutboundMessage,
+    address_list,
+)
 
 
 def _identity(incident: Incident) -> dict[str, Any]:
@@ -90,7 +98,8 @@ def _outbound_message(o: OutboundMessage) -> dict[str, Any]:
             "id": o.id, "sent_at": iso(o.sent_at), "to": o.recipients.split(","),
             "subject": o.subject, "sha256": hashlib.sha256(o.data).hexdigest(),
             "size": len(o.data), "in_reply_to_inbound": o.inbound_id,
-            "last_error": o.last_error}
+            "last_error": o.last_error, "failed_to": address_list(o.failed_recipients),
+            "retrying_to": address_list(o.retry_recipients)}
 
 
 def _event(e: Event, inbound: dict[int, InboundMessage],

@@ -100,6 +100,16 @@ class SinkHandler:
         self.received: list[Received] = []
         self.cond = threading.Condition()
         self.reply: str = "250 OK"
+        # Recipients the relay answers with something else than 250 at RCPT.
+        self.rcpt_replies: dict[str, str] = {}
+
+    async def handle_RCPT(self, server, session, envelope, address,  # type: ignore[no-untyped-def]
+                          rcpt_options) -> str:
+        reply = self.rcpt_replies.get(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
         if not self.reply.startswith("250"):

@@ -22,12 +22,14 @@ from bot.parse.bounces import parse_bounce
 from bot.parse.message import parse_message
 from bot.rules.hygiene import LOOP_HEADER
 from bot.scheduler import run_scheduler
+from bot.views import incident_json
 from storage.models import (
     OUT_FAILED,
     OUT_SENT,
     STATE_PROCESSED,
     Event,
     InboundMessage,
+    Incident,
     OutboundMessage,
 )
 from storage.rawstore import Arrival, store
@@ -35,6 +37,7 @@ from tests.corpus import corpus_files
 from tests.harness import (
     BOT,
     CA_CONTACT,
+    CA_OTHER_CONTACT,
     COMPLETE_FORM,
     OTHER_CA_CONTACT,
     STAFF,
@@ -168,6 +171,40 @@ def test_permanent_bounce_by_verp_marks_the_mail_failed_tells_staff_and_is_never
         time.sleep(1)
         assert not [r for r in sink.received if "mailer-daemon" in ",".join(r.recipients).lower()]
         assert all(r.recipients for r in sink.received)
+
+
+def test_a_bounce_for_one_contact_fails_the_mail_for_that_contact_only(tmp_path):
+    with running_bot(tmp_path, at=NOW) as (bot, sink):
+        ack = notify(bot, sink)
+        ack_id = ack.message["Message-ID"]
+        assert sorted(ack.recipients) == sorted([CA_CONTACT, CA_OTHER_CONTACT])
+        eventually("sent", lambda: outbound_rows(bot, "acknowledgement")[0].status == OUT_SENT)
+
+        bot.send(dsn(ack_id, CA_OTHER_CONTACT), sender="")
+        alert = sink.wait_for(sink.to(STAFF, "Delivery failed"))[0]
+        assert alert.subject.endswith(f"Delivery failed: acknowledgement to {CA_OTHER_CONTACT}")
+        assert f"It did reach {CA_CONTACT}." in alert.body
+        [row] = outbound_rows(bot, "acknowledgement")
+        assert (row.status, row.failed_recipients) == (OUT_SENT, CA_OTHER_CONTACT)
+        assert f"failed for {CA_OTHER_CONTACT}" in (inbound_rows(bot)[-1].note or "")
+        with bot.ctx.db.read() as session:  # what `rootnotify show --json` prints
+            shown = incident_json(session, session.get(Incident, "INC-2026-0001"), NOW)
+        [mail] = [m for m in shown["messages"] if m["message_id"] == ack_id]
+        assert (mail["status"], mail["failed_to"], mail["retrying_to"]) == (
+            "sent", [CA_OTHER_CONTACT], [])
+
+        bot.send(dsn(ack_id, CA_OTHER_CONTACT), sender="")  # the same news again: noted only
+        all_processed(bot, 3)
+        bot.send(dsn(ack_id, CA_CONTACT), sender="")  # now neither contact has it
+        sink.wait_for(sink.to(STAFF, "Delivery failed"), count=2)
+        [row] = outbound_rows(bot, "acknowledgement")
+        assert row.status == OUT_FAILED
+        assert set((row.failed_recipients or "").split(",")) == {CA_CONTACT, CA_OTHER_CONTACT}
+        second = [r for r in sink.received if "Delivery failed" in r.subject][1]
+        assert second.subject.endswith(f"Delivery failed: acknowledgement to {CA_CONTACT}")
+        assert "It did reach" not in second.body
+        all_processed(bot, 4)
+    assert len([r for r in sink.received if "Delivery failed" in r.subject]) == 2
 
 
 def test_delayed_report_is_only_noted(tmp_path):

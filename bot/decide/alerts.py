@@ -9,7 +9,7 @@ from sqlmodel import Session
 from bot.context import Context
 from bot.outbox.enqueue import enqueue
 from bot.outbox.render import MailSpec
-from storage.models import Event, OutboundMessage
+from storage.models import Event, OutboundMessage, address_list
 
 log = logging.getLogger("rootnotify.decide.alerts")
 
@@ -29,17 +29,28 @@ def alert_staff(session: Session, ctx: Context, subject: str, body: str,
             inbound_id=inbound_id)
 
 
-def delivery_failed(session: Session, ctx: Context, row: OutboundMessage, error: str) -> None:
+def delivery_failed(session: Session, ctx: Context, row: OutboundMessage, error: str,
+                    failed_for: list[str]) -> None:
+    """Tell the timeline and staff that `row` did not reach `failed_for`.
+
+    When others of its recipients have it, the alert says so: staff then
+    know the CA was told, and which address to fix.
+    """
     now = ctx.clock.now()
+    not_reached = {*failed_for, *address_list(row.failed_recipients),
+                   *address_list(row.retry_recipients)}
+    reached = [r for r in address_list(row.recipients) if r not in not_reached]
+    to = ",".join(failed_for)
     if row.incident_id:
         session.add(Event(incident_id=row.incident_id, at=now, kind="mail-failed",
                           outbound_id=row.id,
-                          summary=f"{row.kind} {row.message_id} to {row.recipients} failed: "
+                          summary=f"{row.kind} {row.message_id} to {to} failed: "
                                   f"{error[:200]}"))
     if row.kind in NO_ALERT_ON_FAILURE:
         return
+    others = f"\n\nIt did reach {', '.join(reached)}." if reached else ""
     alert_staff(session, ctx,
-                subject=f"Delivery failed: {row.kind} to {row.recipients}",
+                subject=f"Delivery failed: {row.kind} to {to}",
                 body=(f"The {row.kind} {row.message_id} (subject: {row.subject}) could not be "
-                      f"delivered to {row.recipients}.\n\nReason: {error}\n"),
+                      f"delivered to {to}.\n\nReason: {error}{others}\n"),
                 incident_id=row.incident_id)

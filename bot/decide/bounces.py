@@ -1,7 +1,9 @@
 """A bounce of our own mail: link it to the outgoing mail it concerns and mark that mail.
 
 DESIGN.md: bounces of our own mail are parsed (RFC 3464 and the common
-non-standard ones), mark that outgoing mail failed, and staff are told. The
+non-standard ones), mark that outgoing mail failed, and staff are told.
+A report about some of the mail's recipients fails it for those only: the
+others have it, and the alert says so. The
 link is tried in order of trust: the VERP token of the return path we gave
 that mail (envelope recipient, else Delivered-To and friends), else the
 returned Message-ID, else the most recent mail we sent to the failed address.
@@ -20,11 +22,11 @@ from sqlmodel import Session, col, select
 
 from bot.analysis import Analysis
 from bot.context import Context
-from bot.decide.alerts import delivery_failed
 from bot.decide.classify import Classification
 from bot.outbox.render import message_id_for
+from bot.outbox.sender import mark_failed
 from bot.parse.bounces import BounceReport, parse_bounce, verp_address
-from storage.models import OUT_FAILED, Event, InboundMessage, OutboundMessage
+from storage.models import OUT_FAILED, Event, InboundMessage, OutboundMessage, address_list
 from storage.rawstore import load_raw
 
 log = logging.getLogger("rootnotify.decide.bounces")
@@ -125,17 +127,29 @@ def handle_bounce(session: Session, ctx: Context, inbound: InboundMessage, analy
         return
 
     reason = f"bounced ({_failed_addresses(report)}): {report.reason}"
-    inbound.note = f"marks {what} failed (found by {how}): {reason}"[:MAX_NOTE_CHARS]
+    failed_for = _ours_that_failed(row, report)
+    whole = set(failed_for) == set(address_list(row.recipients))
+    inbound.note = (f"marks {what} failed{'' if whole else ' for ' + ','.join(failed_for)} "
+                    f"(found by {how}): {reason}")[:MAX_NOTE_CHARS]
     _timeline(session, inbound, incident_id, "bounce-received",
               f"bounce of {what}: {reason}", row.id)
-    if row.status == OUT_FAILED:
-        return  # a second report about the same mail: staff were told already
-    row.status = OUT_FAILED
-    row.last_error = reason[:1000]
-    session.add(row)
-    log.warning("outgoing %s marked failed by bounce %s: %s", row.message_id, inbound.id,
-                reason)
-    delivery_failed(session, ctx, row, reason)
+    if row.status == OUT_FAILED or set(failed_for) <= set(address_list(row.failed_recipients)):
+        return  # a second report about the same failure: staff were told already
+    log.warning("outgoing %s marked failed for %s by bounce %s: %s", row.message_id,
+                ",".join(failed_for), inbound.id, reason)
+    mark_failed(session, ctx, row, reason, failed_for)
+
+
+def _ours_that_failed(row: OutboundMessage, report: BounceReport) -> list[str]:
+    """The recipients of `row` the report says failed; all of them if it names none.
+
+    A report about an address we did not write to (a contact's forwarding
+    target, say) cannot say which of ours it concerns: the mail as a whole.
+    """
+    named = {r.address.lower() for r in report.recipients
+             if r.action == "failed" or r.permanent}
+    ours = address_list(row.recipients)
+    return [a for a in ours if a.lower() in named] or ours
 
 
 def _timeline(session: Session, inbound: InboundMessage, incident_id: str | None, kind: str,

@@ -25,7 +25,14 @@ from bot.config import Config
 from bot.context import Context
 from bot.errors import PermanentDeliveryError, TemporaryDeliveryError
 from bot.logs import note_events
-from storage.models import OUT_FAILED, OUT_QUEUED, OUT_SENT, Event, OutboundMessage
+from storage.models import (
+    OUT_FAILED,
+    OUT_QUEUED,
+    OUT_SENT,
+    Event,
+    OutboundMessage,
+    address_list,
+)
 
 log = logging.getLogger("rootnotify.outbox.sender")
 
@@ -46,9 +53,14 @@ MAX_ATTEMPTS = 60
 BATCH = 50
 
 
+# Recipients the relay refused while others took the mail: address → (code, text).
+Refused = dict[str, tuple[int, str]]
+
+
 class Transport(Protocol):
-    def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
-        """Deliver or raise TemporaryDeliveryError / PermanentDeliveryError."""
+    def send(self, envelope_from: str, recipients: list[str], data: bytes) -> Refused | None:
+        """Deliver, saying which recipients were refused if some were;
+        raise TemporaryDeliveryError / PermanentDeliveryError if none took it."""
         ...
 
 
@@ -82,7 +94,7 @@ class SmtpRelay:
             self._smtp.close()
             self._smtp = None
 
-    def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
+    def send(self, envelope_from: str, recipients: list[str], data: bytes) -> Refused:
         try:
             try:
                 refused = self._session().sendmail(envelope_from, recipients, data)
@@ -104,10 +116,11 @@ class SmtpRelay:
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
             raise TemporaryDeliveryError(f"relay {self.out.host}:{self.out.port}: {exc}") from exc
-        if refused:
-            # Some recipients took it; the others are reported, not retried, so
-            # that those who have it do not get it twice.
-            log.warning("relay refused some recipients: %s", refused)
+        # Some recipients took it; the others are the caller's to record (and,
+        # if deferred, to retry alone, so that those who have it get it once).
+        return {address: (code, text.decode(errors="replace")
+                          if isinstance(text, bytes) else str(text))
+                for address, (code, text) in refused.items()}
 
 
 class MaildirDrop:
@@ -116,16 +129,32 @@ class MaildirDrop:
     def __init__(self, folder: Path) -> None:
         self.box = mailbox.Maildir(folder, create=True)
 
-    def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
+    def send(self, envelope_from: str, recipients: list[str], data: bytes) -> Refused:
         header = (f"Return-Path: <{envelope_from}>\r\n"
                   f"X-Rootnotify-Envelope-To: {', '.join(recipients)}\r\n").encode()
         self.box.add(header + data)
+        return {}
 
 
 def transport_for(config: Config) -> Transport:
     if config.outgoing.mode == "maildir":
         return MaildirDrop(config.bot.data_dir / "outbox")
     return SmtpRelay(config)
+
+
+@dataclass
+class Outcome:
+    """What one attempt at one mail came to, before it is recorded."""
+
+    row: OutboundMessage
+    status: str  # OUT_SENT, OUT_QUEUED (retry) or OUT_FAILED
+    error: str | None = None
+    refused: Refused | None = None  # sent, but not to these
+
+    @property
+    def plain(self) -> bool:
+        """Sent to every recipient on its first try: recorded in bulk."""
+        return self.status == OUT_SENT and not self.refused and not self.row.retry_recipients
 
 
 @dataclass
@@ -177,7 +206,7 @@ def deliver_due(ctx: Context, transport: Transport) -> DeliveryReport:
     next batch: one turn at the lock per batch instead of two.
     """
     report = DeliveryReport()
-    outcomes: list[tuple[OutboundMessage, str, str | None]] = []
+    outcomes: list[Outcome] = []
     try:
         # Claim batch after batch until nothing is due: waiting for the next
         # pass after each batch left a backlog of acknowledgements queued for
@@ -202,43 +231,50 @@ def deliver_due(ctx: Context, transport: Transport) -> DeliveryReport:
 
 
 def _send_all(transport: Transport, rows: list[OutboundMessage],
-              outcomes: list[tuple[OutboundMessage, str, str | None]]) -> None:
+              outcomes: list[Outcome]) -> None:
     for row in rows:
         try:
-            transport.send(row.envelope_from, row.recipients.split(","), row.data)
+            refused = transport.send(row.envelope_from, _attempted(row), row.data)
         except PermanentDeliveryError as exc:
-            outcomes.append((row, OUT_FAILED, str(exc)))
+            outcomes.append(Outcome(row, OUT_FAILED, str(exc)))
         except TemporaryDeliveryError as exc:
             if row.attempts >= MAX_ATTEMPTS:
-                outcomes.append((row, OUT_FAILED,
-                                 f"gave up after {row.attempts} attempts: {exc}"))
+                outcomes.append(Outcome(row, OUT_FAILED,
+                                        f"gave up after {row.attempts} attempts: {exc}"))
             else:
-                outcomes.append((row, OUT_QUEUED, str(exc)))
+                outcomes.append(Outcome(row, OUT_QUEUED, str(exc)))
         else:
-            outcomes.append((row, OUT_SENT, None))
+            outcomes.append(Outcome(row, OUT_SENT, refused=refused or None))
 
 
-def _record(session: Session, ctx: Context,
-            outcomes: list[tuple[OutboundMessage, str, str | None]],
+def _attempted(row: OutboundMessage) -> list[str]:
+    """Who this attempt is for: those the relay deferred last time, else everyone."""
+    return address_list(row.retry_recipients) or address_list(row.recipients)
+
+
+def _record(session: Session, ctx: Context, outcomes: list[Outcome],
             report: DeliveryReport) -> None:
     if not outcomes:
         return
-    sent = [row for row, outcome, _ in outcomes if outcome == OUT_SENT]
-    report.sent += _mark_sent(session, ctx, sent)
-    others = [(row, outcome, error) for row, outcome, error in outcomes if outcome != OUT_SENT]
+    report.sent += _mark_sent(session, ctx, [o.row for o in outcomes if o.plain])
+    others = [o for o in outcomes if not o.plain]
     if not others:
         return
     current = {row.id: row for row in session.exec(select(OutboundMessage).where(
-        col(OutboundMessage.id).in_([row.id for row, _, _ in others])))}
-    for row, outcome, error in others:
-        fresh = current.get(row.id)
+        col(OutboundMessage.id).in_([o.row.id for o in others])))}
+    for outcome in others:
+        fresh = current.get(outcome.row.id)
         if fresh is None:
             continue
-        if outcome == OUT_FAILED:
-            _mark_failed(session, ctx, fresh, error or "")
+        if outcome.status == OUT_FAILED:
+            mark_failed(session, ctx, fresh, outcome.error or "", _attempted(outcome.row))
             report.failed += 1
+        elif outcome.status == OUT_SENT:
+            _mark_delivered(session, ctx, fresh, _attempted(outcome.row),
+                            outcome.refused or {})
+            report.sent += 1
         else:
-            _mark_retry(session, ctx, fresh, error or "")
+            _mark_retry(session, ctx, fresh, outcome.error or "")
             report.retried += 1
     # What the claim below reads must see these rows as they are now.
     session.flush()
@@ -282,11 +318,60 @@ def _mark_retry(session: Session, ctx: Context, row: OutboundMessage, error: str
     log.warning("delivery of %s deferred (attempt %d): %s", row.message_id, row.attempts, error)
 
 
-def _mark_failed(session: Session, ctx: Context, row: OutboundMessage, error: str) -> None:
+def _mark_delivered(session: Session, ctx: Context, row: OutboundMessage,
+                    attempted: list[str], refused: Refused) -> None:
+    """`attempted` took the mail but for `refused`: those who have it are not sent it
+    again; a deferred one (4xx) is retried alone, a refused one (5xx) is failed."""
+    now = ctx.clock.now()
+    delivered = [a for a in attempted if a not in refused]
+    deferred = {a: r for a, r in refused.items() if not 500 <= r[0] < 600}
+    if deferred and row.attempts >= MAX_ATTEMPTS:
+        deferred = {}  # given up: failed below like a 5xx
+    failed = {a: r for a, r in refused.items() if a not in deferred}
+    if row.status != OUT_FAILED:
+        row.status = OUT_SENT
+    row.sent_at = now
+    row.retry_recipients = ",".join(deferred) or None
+    if row.incident_id:
+        session.add(Event(incident_id=row.incident_id, at=now, kind=f"mail-sent:{row.kind}",
+                          summary=f"{row.kind} {row.message_id} sent to {','.join(delivered)}",
+                          outbound_id=row.id))
+    log.info("sent %s %s for %s to %s", row.kind, row.message_id, row.incident_id or "-",
+             ",".join(delivered))
+    if deferred:
+        row.status = OUT_QUEUED
+        row.next_attempt_at = now + _backoff(row.attempts)
+        row.last_error = _refusals("deferred", deferred)[:1000]
+        log.warning("delivery of %s to %s deferred (attempt %d): %s", row.message_id,
+                    ",".join(deferred), row.attempts, row.last_error)
+    if failed:
+        mark_failed(session, ctx, row, _refusals("refused", failed), list(failed))
+    else:
+        session.add(row)
+
+
+def _refusals(what: str, refused: Refused) -> str:
+    return "; ".join(f"{what} for {address}: {code} {text}"
+                     for address, (code, text) in refused.items())
+
+
+def mark_failed(session: Session, ctx: Context, row: OutboundMessage, error: str,
+                 failed_for: list[str]) -> None:
+    """`row` will never reach `failed_for`; failed as a whole once that is everyone."""
     from bot.decide.alerts import delivery_failed
 
-    row.status = OUT_FAILED
+    failed = [a for a in address_list(row.recipients)
+              if a in {*address_list(row.failed_recipients), *failed_for}]
+    row.failed_recipients = ",".join(failed) or None
+    whole = set(failed) >= set(address_list(row.recipients))
+    row.retry_recipients = ",".join(
+        a for a in address_list(row.retry_recipients) if a not in failed) or None
+    if whole:
+        row.status = OUT_FAILED
+    elif row.retry_recipients is None:
+        row.status = OUT_SENT  # the others have it, and no one is left to try
     row.last_error = error[:1000]
     session.add(row)
-    delivery_failed(session, ctx, row, error)
-    log.error("delivery of %s failed for good: %s", row.message_id, error)
+    delivery_failed(session, ctx, row, error, failed_for)
+    log.error("delivery of %s to %s failed for good: %s", row.message_id,
+              ",".join(failed_for), error)
