@@ -7,6 +7,7 @@ mail at an upgrade, so each is checked here on real SQLite files.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -112,3 +113,64 @@ def test_processes_starting_together_on_a_new_database_all_find_it_ready(tmp_pat
     assert {out.decode().strip() for out, _err in results} == {migrate.head()}
     assert _rows(tmp_path / "together.db", "SELECT version_num FROM alembic_version") == [
         (migrate.head(),)]
+
+
+FAILING_REVISION = '''
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{revision}"
+down_revision = "{down}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("outbound_message") as batch_op:
+        batch_op.add_column(sa.Column("doomed", sa.String(), nullable=True))
+    op.create_table("doomed_table", sa.Column("id", sa.Integer(), primary_key=True))
+    raise RuntimeError("this migration fails half-way")
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+@pytest.fixture
+def failing_next_revision(tmp_path, monkeypatch):
+    """This rootnotify's migrations and one more after them that fails half-way."""
+    scripts = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, scripts,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    current = migrate.head()
+    following = f"{int(current) + 1:04d}"
+    (scripts / "versions" / f"{following}_fails.py").write_text(
+        FAILING_REVISION.format(revision=following, down=current))
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", scripts)
+    migrate._scripts.cache_clear()
+    yield following
+    migrate._scripts.cache_clear()  # after monkeypatch's undo: the real scripts again
+
+
+def test_an_upgrade_that_fails_half_way_leaves_the_database_as_it_was(tmp_path,
+                                                                      failing_next_revision):
+    path = tmp_path / "kept.db"
+    with pytest.MonkeyPatch.context() as today:  # the database as today's rootnotify left it
+        today.setattr(migrate, "MIGRATIONS_DIR", ROOT / "storage" / "migrations")
+        migrate._scripts.cache_clear()
+        open_database(_url(path)).dispose()
+        before = migrate.head()
+    migrate._scripts.cache_clear()
+    with sqlite3.connect(path) as connection:
+        connection.execute("INSERT INTO meta (key, value) VALUES ('kept', 'yes')")
+    assert migrate.head() == failing_next_revision
+
+    with pytest.raises(RuntimeError, match="fails half-way"):
+        open_database(_url(path))
+
+    assert _rows(path, "SELECT version_num FROM alembic_version") == [(before,)]
+    assert ("kept", "yes") in _rows(path, "SELECT key, value FROM meta")
+    columns = [row[1] for row in _rows(path, "PRAGMA table_info(outbound_message)")]
+    assert "doomed" not in columns
+    assert not _rows(path, "SELECT name FROM sqlite_master WHERE name = 'doomed_table'")
