@@ -18,6 +18,7 @@ from bot.context import Context, make_context
 from bot.errors import ConfigError
 from bot.logs import setup_logging
 from storage.db import SchemaTooNew, open_database
+from storage.migrate import head as schema_head
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="rootnotify: the bot behind a root program's security-incident mailbox.")
@@ -319,7 +320,7 @@ def check_config() -> None:
     findings = check_world(config, SystemClock().now())
     try:
         open_database(config.storage_url).dispose()
-        findings.ok.append(f"database {config.storage_url}")
+        findings.ok.append(f"database {config.storage_url} (schema revision {schema_head()})")
     except Exception as exc:  # an unreachable or too-new database is a finding like any other
         findings.problems.append(f"database {config.storage_url}: {exc}")
     console.print(f"configuration {config.path}: intake address {config.bot.address}, "

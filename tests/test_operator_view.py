@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from storage import migrate
 from tests.harness import (
     CA_CONTACT,
     COMPLETE_FORM,
@@ -253,6 +254,7 @@ def test_check_config_reaches_the_relay_and_names_what_is_wrong(tmp_path):
         config = write_config(tmp_path, smtp_port=free_port(), relay_port=sink.port)
         out = rootnotify(config, "check-config").stdout
         assert "answers EHLO" in out and "configuration is valid" in out
+        assert f"(schema revision {migrate.head()})" in out
     finally:
         sink.stop()
     # The same configuration with the relay gone and a staff certificate that is not one.
