@@ -562,3 +562,39 @@ def test_any_mutation_of_a_detached_signature_gets_the_same_verdict_from_both_re
 def test_delimiter_search_by_hyphen_finds_what_a_plain_search_finds(body, start):
     joined = b"".join(body)
     assert _find_delimiter_line(joined, b"\n--b", start) == joined.find(b"\n--b", start)
+
+
+BAD_COUNTRY_SUBJECT = """
+import sys, warnings
+from datetime import datetime, timedelta, timezone
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+with warnings.catch_warnings():  # making it is the test's business, not the subject
+    warnings.simplefilter("ignore")
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "NOT-A-COUNTRY",
+                                         _validate=False),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "odd")])
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(timezone.utc)
+    der = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+           .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+           .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256())
+           .public_bytes(Encoding.DER))
+from bot.parse.smime_chain import _safe_name
+print(_safe_name(x509.load_der_x509_certificate(der).subject))
+"""
+
+
+def test_a_certificate_with_a_malformed_country_is_read_without_noise_in_the_log():
+    """Hostile mail carries such names; the operator's stderr must not fill with
+    cryptography's UserWarning about them (found by the mutation test above)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", BAD_COUNTRY_SUBJECT], capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parents[1], check=True)
+    assert "CN=odd" in result.stdout
+    assert result.stderr == ""
