@@ -42,6 +42,11 @@ log = logging.getLogger("rootnotify.pipeline")
 # A failing message is tried this many times (backoff 30 s doubling, at most
 # 1 h: about a day of retries) before it is parked for a person.
 MAX_ATTEMPTS = 8
+# A message whose parsing killed or hung its process: each attempt can stall
+# the worker for up to twice [bot] analysis_timeout_seconds (its batch, then
+# it alone), and a transient cause (memory short for a while) is gone by the
+# third try; hostile mail must not buy a day of stalls.
+MAX_ABORTED_ATTEMPTS = 3
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=1)
 BATCH = 100
@@ -224,7 +229,8 @@ def _record_failure(ctx: Context, inbound: InboundMessage, exc: Exception) -> No
               "".join(traceback.format_exception(exc, limit=-3)))
     inbound.attempts += 1
     inbound.last_error = detail[:2000]
-    if inbound.attempts >= MAX_ATTEMPTS:
+    limit = MAX_ABORTED_ATTEMPTS if isinstance(exc, AnalysisAborted) else MAX_ATTEMPTS
+    if inbound.attempts >= limit:
         inbound.state = STATE_PARKED
         inbound.next_attempt_at = None
         log.error("message %d parked after %d attempts; a person must look "

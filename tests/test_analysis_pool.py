@@ -23,9 +23,15 @@ from bot.analysispool import AnalysisPool, Stored
 from bot.clock import FixedClock
 from bot.config import load_config
 from bot.context import Context, make_context
-from bot.pipeline import TRANSACTION_BATCH, process_pending
+from bot.pipeline import MAX_ABORTED_ATTEMPTS, TRANSACTION_BATCH, process_pending
 from storage.db import open_database
-from storage.models import STATE_FAILED, STATE_PROCESSED, FormValue, InboundMessage
+from storage.models import (
+    STATE_FAILED,
+    STATE_PARKED,
+    STATE_PROCESSED,
+    FormValue,
+    InboundMessage,
+)
 from storage.rawstore import Arrival, store_batch
 from tests import poison
 from tests.corpus import corpus_files
@@ -275,4 +281,25 @@ def test_analysis_processes_that_cannot_start_cost_speed_never_a_message(tmp_pat
         pool.close()
     assert (report.processed, report.failed) == (5, 0)
     assert (pool.analysed, pool.aborted) == (0, 0)  # the worker parsed them all itself
+    ctx.db.dispose()
+
+
+def test_a_message_that_kills_its_parser_every_time_is_parked_after_three_tries(tmp_path):
+    ctx = _pool_context(tmp_path / "bot")
+    pool = AnalysisPool(ctx.config, processes=1, analyse=poison.analyse_or_misbehave)
+    mail = _forms_with("kill", tmp_path / "killed.pid", count=1)
+    try:
+        _store(ctx, mail)
+        for _attempt in range(MAX_ABORTED_ATTEMPTS):
+            with ctx.db.read() as session:
+                row = session.exec(select(InboundMessage)).one()
+            ctx.clock.set((row.next_attempt_at or NOW).replace(tzinfo=UTC))  # type: ignore[attr-defined]
+            process_pending(ctx, pool=pool)
+    finally:
+        pool.close()
+    with ctx.db.read() as session:
+        row = session.exec(select(InboundMessage)).one()
+    assert (row.state, row.attempts, row.next_attempt_at) == (
+        STATE_PARKED, MAX_ABORTED_ATTEMPTS, None)
+    assert (row.last_error or "").startswith("AnalysisAborted: the process parsing it died")
     ctx.db.dispose()
