@@ -35,6 +35,11 @@ def _rows(path: Path, query: str) -> list[tuple[object, ...]]:
         return connection.execute(query).fetchall()
 
 
+def test_the_head_known_without_alembic_is_the_newest_revision_file():
+    """A new revision must move storage.migrate.HEAD, or databases would stay behind."""
+    assert migrate._scripts().get_current_head() == migrate.HEAD
+
+
 def test_the_migrations_make_exactly_the_schema_of_the_models(tmp_path):
     """A model changed without its migration fails here, not at an operator's upgrade."""
     db = open_database(_url(tmp_path / "fresh.db"))
@@ -148,28 +153,30 @@ def failing_next_revision(tmp_path, monkeypatch):
     (scripts / "versions" / f"{following}_fails.py").write_text(
         FAILING_REVISION.format(revision=following, down=current))
     monkeypatch.setattr(migrate, "MIGRATIONS_DIR", scripts)
+    monkeypatch.setattr(migrate, "HEAD", following)
     migrate._scripts.cache_clear()
-    yield following
+    yield current, following
     migrate._scripts.cache_clear()  # after monkeypatch's undo: the real scripts again
 
 
 def test_an_upgrade_that_fails_half_way_leaves_the_database_as_it_was(tmp_path,
                                                                       failing_next_revision):
+    today, failing = failing_next_revision
     path = tmp_path / "kept.db"
-    with pytest.MonkeyPatch.context() as today:  # the database as today's rootnotify left it
-        today.setattr(migrate, "MIGRATIONS_DIR", ROOT / "storage" / "migrations")
+    with pytest.MonkeyPatch.context() as now:  # the database as today's rootnotify left it
+        now.setattr(migrate, "MIGRATIONS_DIR", ROOT / "storage" / "migrations")
+        now.setattr(migrate, "HEAD", today)
         migrate._scripts.cache_clear()
         open_database(_url(path)).dispose()
-        before = migrate.head()
     migrate._scripts.cache_clear()
     with sqlite3.connect(path) as connection:
         connection.execute("INSERT INTO meta (key, value) VALUES ('kept', 'yes')")
-    assert migrate.head() == failing_next_revision
+    assert migrate._scripts().get_current_head() == failing
 
     with pytest.raises(RuntimeError, match="fails half-way"):
         open_database(_url(path))
 
-    assert _rows(path, "SELECT version_num FROM alembic_version") == [(before,)]
+    assert _rows(path, "SELECT version_num FROM alembic_version") == [(today,)]
     assert ("kept", "yes") in _rows(path, "SELECT key, value FROM meta")
     columns = [row[1] for row in _rows(path, "PRAGMA table_info(outbound_message)")]
     assert "doomed" not in columns
