@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from bot.config import Config
 from bot.errors import ConfigError
+from bot.parse import CERTIFICATE_ERRORS
 
 
 def load_certificate_file(path: Path) -> list[x509.Certificate]:
@@ -27,7 +28,7 @@ def load_certificate_file(path: Path) -> list[x509.Certificate]:
     for loader in loaders:
         try:
             certs = loader(data)
-        except ValueError:
+        except CERTIFICATE_ERRORS:
             continue
         if certs:
             return list(certs)

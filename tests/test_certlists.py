@@ -640,3 +640,12 @@ def test_the_csv_fast_path_reads_a_row_as_the_general_path_does(
     general = parser._parse(row, 7, ",")
     if fast is not None:
         assert CertRecord(*fast) == general
+
+
+def test_a_certificate_with_an_impossible_version_is_a_clear_rejection():
+    """Found by the fuzz test above: cryptography's InvalidVersion is not a ValueError."""
+    der = bytearray(issue(1).leaves[0].public_bytes(serialization.Encoding.DER))
+    der[der.index(b"\xa0\x03\x02\x01\x02") + 4] = 5
+    [rejected] = rejections(parse("m.der", bytes(der)))
+    assert rejected.reason.endswith("(not a readable certificate: 5 is not a valid X509 "
+                                    "version)")

@@ -598,3 +598,25 @@ def test_a_certificate_with_a_malformed_country_is_read_without_noise_in_the_log
                             text=True, cwd=Path(__file__).resolve().parents[1], check=True)
     assert "CN=odd" in result.stdout
     assert result.stderr == ""
+
+
+def _with_version(der: bytes, version: int) -> bytes:
+    """A certificate's DER with its version field ([0] INTEGER 2, i.e. v3) set to `version`."""
+    at = der.index(b"\xa0\x03\x02\x01\x02") + 4
+    return der[:at] + bytes([version]) + der[at + 1:]
+
+
+def test_an_extra_certificate_with_an_impossible_version_is_skipped_not_fatal():
+    """cryptography raises InvalidVersion (not a ValueError) for such a certificate;
+    one of them among a signature's certificates must not make a good signature
+    "unreadable": it is skipped like any other broken certificate."""
+    sample = corpus_file(DETACHED_SAMPLE).read_bytes()
+    der, template = _signature_der(sample)
+    info = cms.ContentInfo.load(der)
+    certificates = info["content"]["certificates"]
+    extra = _with_version(certificates[0].chosen.dump(), 5)
+    certificates.append(cms.CertificateChoices.load(extra))
+    raw = template.replace(b"@SIGNATURE@", base64.encodebytes(info.dump(force=True)).rstrip())
+    result = verify_message(raw, anchors=anchors(*TB), at=NOW)
+    assert (result.status, result.reason) == ("valid", verify_message(
+        sample, anchors=anchors(*TB), at=NOW).reason)

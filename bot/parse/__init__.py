@@ -2,6 +2,13 @@
 
 import warnings
 
+from cryptography import x509
+
+# What loading a certificate from outside can raise: ValueError for broken
+# DER, and InvalidVersion, which is not a ValueError, for a version field
+# other than v1 to v3 (found by the certificate-list fuzz test).
+CERTIFICATE_ERRORS = (ValueError, x509.InvalidVersion)
+
 # cryptography warns (UserWarning, to stderr) when a certificate's name has a
 # country code that is not two letters; such certificates come in hostile or
 # broken mail and are judged by the chain checks like any other, so the

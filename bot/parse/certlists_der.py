@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
+from bot.parse import CERTIFICATE_ERRORS
 from bot.parse.certlists_lines import _Lines
 from bot.parse.certlists_records import (
     CertRecord,
@@ -168,7 +169,7 @@ class _CertReader:
                     cert = x509.load_der_x509_certificate(der)
             else:
                 cert = x509.load_der_x509_certificate(der)
-        except ValueError as exc:
+        except CERTIFICATE_ERRORS as exc:
             return RejectedLine(
                 line, _clip(der[:60].hex()), f"not a readable certificate: {exc}", source
             )

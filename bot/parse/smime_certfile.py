@@ -13,6 +13,8 @@ from asn1crypto import core as asn1_core
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from bot.parse import CERTIFICATE_ERRORS
+
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
 _PEM_CERT_LABELS = frozenset({b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"})
 _PEM_PKCS7_LABELS = frozenset({b"PKCS7", b"PKCS #7 SIGNED DATA", b"CMS"})
@@ -38,18 +40,18 @@ def load_certificates(path_or_bytes: str | Path | bytes) -> list[x509.Certificat
                 else:
                     # OpenSSL's TRUSTED CERTIFICATE appends trust data after the certificate.
                     certs.append(x509.load_der_x509_certificate(_first_der_element(der)))
-            except (ValueError, binascii.Error) as exc:
+            except (*CERTIFICATE_ERRORS, binascii.Error) as exc:
                 raise ValueError(f"PEM block {number} ({label.decode()}) is broken: {exc}") from exc
         if not certs:
             raise ValueError("no certificate found in the PEM text")
         return certs
     try:
         return [x509.load_der_x509_certificate(data)]
-    except ValueError:
+    except CERTIFICATE_ERRORS:
         pass
     try:
         certs = _certificates_from_pkcs7(data)
-    except ValueError as exc:
+    except CERTIFICATE_ERRORS as exc:
         raise ValueError("neither PEM, a DER certificate nor a PKCS#7 bundle") from exc
     if not certs:
         raise ValueError("the PKCS#7 bundle holds no certificate")
@@ -67,7 +69,7 @@ def _certificates_from_pkcs7(der: bytes) -> list[x509.Certificate]:
             # cryptography warns before its own BER fallback; the BER bundle is legitimate
             warnings.simplefilter("ignore", UserWarning)
             return pkcs7.load_der_pkcs7_certificates(der)
-    except ValueError:
+    except CERTIFICATE_ERRORS:
         pass
     # BER indefinite-length bundles (seen in the wild) are refused above; asn1crypto reads BER.
     content_info = cms.ContentInfo.load(der)

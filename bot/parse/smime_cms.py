@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from bot.parse import CERTIFICATE_ERRORS
 from bot.parse.smime_chain import CERTIFICATE_CACHE_SIZE, judge_chain, with_signer
 from bot.parse.smime_locate import content_forms
 from bot.parse.smime_types import (
@@ -57,7 +58,7 @@ def _load_each(ders: Iterable[bytes], load: Callable[[bytes], T], what: str) -> 
     for der in ders:
         try:
             loaded.append(load(der))
-        except ValueError as exc:
+        except CERTIFICATE_ERRORS as exc:
             log.info("unreadable %s in CMS skipped: %s", what, exc)
     return loaded
 
