@@ -14,12 +14,14 @@ error and traceback are recorded as ever. Large messages go to the pool too:
 a 28 MB certificate list costs ~0.06 s more there (pickling its bytes both
 ways) and that is where a parser that runs away is contained.
 
-The pool is also where hostile input is contained. A batch whose child dies
-(a crash in a parser, the kernel's out-of-memory kill) or that is not done
-within `[bot] analysis_timeout_seconds` is analysed again one message at a
-time, each in a child that is killed when it outruns that time; the message
-that kills or hangs its child gets an `AnalysisAborted` error, recorded and
-retried like any failure, and is never parsed in the worker, where it would
+The pool is also where hostile input is contained. When a batch's child
+dies (a crash in a parser, the kernel's out-of-memory kill) or is not done
+within `[bot] analysis_timeout_seconds` (then it is killed), the message it
+was on, which each child writes to a board in shared memory, gets an
+`AnalysisAborted` error, and the rest of the batch is analysed again without
+it; if the board cannot tell (a child that died between messages), the batch
+is analysed one message at a time. The aborted message is recorded and
+retried like any failure, and never parsed in the worker, where it would
 take the worker down or stall all mail behind it.
 """
 
@@ -38,6 +40,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from bot.analysis import Analysis, analyze
 from bot.config import Config, load_config
@@ -62,14 +65,40 @@ CLOSE_GRACE_SECONDS = 5.0
 Analyse = Callable[..., Analysis]
 # One per child process: loaded once by `_start_child`, used for every message.
 _child: tuple[Config, Trust, Analyse] | None = None
+# This child's place on the board: which message it is parsing (0: none).
+_place: tuple[Any, int] | None = None
 
 
-def _start_child(config_path: str, analyse: Analyse) -> None:
-    global _child
+class _Board:
+    """Shared memory where each child writes its pid and the message it is on.
+
+    When a child dies or hangs, the message it was on is the culprit: found
+    without parsing the batch again one message at a time (and hanging once
+    more on it).
+    """
+
+    def __init__(self, places: int) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        self.ids = spawn.Array("q", places, lock=False)
+        self.pids = spawn.Array("q", places, lock=False)
+        self.taken = spawn.Value("i", 0)
+
+    def on(self) -> dict[int, int]:
+        """pid → the inbound id that child is parsing, for the children parsing one."""
+        return {self.pids[n]: self.ids[n] for n in range(len(self.ids)) if self.ids[n]}
+
+
+def _start_child(config_path: str, analyse: Analyse, board: _Board) -> None:
+    global _child, _place
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), name="parent-watch",
                          daemon=True).start()
+    with board.taken.get_lock():
+        place = board.taken.value
+        board.taken.value += 1
+    board.pids[place] = os.getpid()
+    _place = (board.ids, place)
     config = load_config(Path(config_path))
     _child = (config, load_trust(config), analyse)
 
@@ -91,16 +120,30 @@ def _analyse_in_child(batch: list[Stored]) -> tuple[int, list[Analysis | None]]:
     The worker analyses a failed one again, so that its error is recorded with
     its traceback as ever.
     """
-    assert _child is not None, "the pool's initializer did not run"
+    assert _child is not None and _place is not None, "the pool's initializer did not run"
     config, trust, analyse = _child
+    ids, place = _place
     results: list[Analysis | None] = []
     for item in batch:
+        ids[place] = item.inbound_id
         try:
             results.append(analyse(item.raw, config, trust, received_at=item.received_at,
                                    envelope_from=item.envelope_from))
         except Exception:  # recorded by the worker, which runs it again with its traceback
             results.append(None)
+    ids[place] = 0
     return os.getpid(), results
+
+
+def _how_ended(process: multiprocessing.process.BaseProcess | None) -> str | None:
+    """How a child that died of its own ended; None if alive, unknown, or terminated by
+    the pool (SIGTERM: what ProcessPoolExecutor does to the siblings of a dead child)."""
+    code = process.exitcode if process is not None else None
+    if code is None or code == -signal.SIGTERM:
+        return None
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit status {code}"
 
 
 def _ready() -> int:
@@ -132,14 +175,12 @@ class PendingAnalysis:
             pid, analyses = self._future.result(timeout=self.pool.timeout)
         except (BrokenProcessPool, CancelledError):  # cancelled: the pool was closed for
             # an earlier batch's culprit, and this batch may hold one too
-            log.warning("an analysis process died during a batch of %d; analysing them one "
-                        "at a time to find the cause", len(self.batch))
-            return self.pool.one_at_a_time(self.batch)
+            log.warning("an analysis process died during a batch of %d", len(self.batch))
+            return self.pool.recover(self.batch, died=True)
         except TimeoutError:
-            log.warning("a batch of %d was not analysed within %g s; analysing them one at "
-                        "a time to find the cause", len(self.batch), self.pool.timeout)
-            self.pool.kill()
-            return self.pool.one_at_a_time(self.batch)
+            log.warning("a batch of %d was not analysed within %g s", len(self.batch),
+                        self.pool.timeout)
+            return self.pool.recover(self.batch, died=False)
         except Exception as exc:  # e.g. an Analysis that would not pickle
             log.warning("the analysis pool failed a batch (%s: %s); analysing it in the "
                         "worker", type(exc).__name__, exc)
@@ -158,6 +199,7 @@ class AnalysisPool:
         self.timeout = float(config.bot.analysis_timeout_seconds)
         self._analyse = analyse
         self._executor: ProcessPoolExecutor | None = None
+        self._board: _Board | None = None  # the current executor's
         self.analysed = 0  # messages whose analysis came from a child
         self.aborted = 0  # messages that killed or hung their child
         self._pids: set[int] = set()  # the children of the current executor that answered
@@ -184,6 +226,61 @@ class AnalysisPool:
         self._pids.add(pid)
         self.analysed += len(found)
         return found
+
+    def recover(self, batch: Sequence[Stored], died: bool
+                ) -> dict[int, Analysis | AnalysisAborted]:
+        """After `batch`'s child died (`died`) or hung: abort the message it was on and
+        analyse the rest again; one at a time if the board does not say which it was."""
+        found: dict[int, Analysis | AnalysisAborted] = {}
+        left = list(batch)
+        while left:
+            culprits = self._culprits(left, died)
+            self.kill()  # a hung child, and on a board read, no one left half-way
+            self.close()
+            if not culprits:
+                found.update(self.one_at_a_time(left))
+                return found
+            found.update(culprits)
+            left = [item for item in left if item.inbound_id not in culprits]
+            if not left or not self.start():
+                return found  # what is left the worker parses, as with no pool
+            try:
+                pid, analyses = self._submit(left).result(timeout=self.timeout)
+            except BrokenProcessPool:
+                died = True
+            except TimeoutError:
+                died = False
+            except Exception as exc:  # not the messages' fault: the worker parses them
+                log.warning("the analysis pool failed a batch (%s: %s); analysing it in the "
+                            "worker", type(exc).__name__, exc)
+                return found
+            else:
+                found.update(self.answered(pid, left, analyses))
+                return found
+        return found
+
+    def _culprits(self, batch: Sequence[Stored], died: bool) -> dict[int, AnalysisAborted]:
+        """The messages of `batch` a dead or hung child was on, by the board."""
+        ours = {item.inbound_id: item for item in batch}
+        ended = {process.pid: process for process in self._processes()}
+        culprits: dict[int, AnalysisAborted] = {}
+        for pid, inbound_id in (self._board.on() if self._board else {}).items():
+            item = ours.get(inbound_id)
+            if item is None:
+                continue  # a child busy with another batch
+            if not died:
+                culprits[inbound_id] = self._aborted(
+                    item, f"parsing it did not end within {self.timeout:g} s; its process "
+                          f"was killed")
+                continue
+            process = ended.get(pid)
+            if process is not None:
+                process.join(timeout=1)
+            how = _how_ended(process)
+            if how is not None:  # siblings the pool terminated after it are not culprits
+                culprits[inbound_id] = self._aborted(item, f"the process parsing it died "
+                                                           f"({how})")
+        return culprits
 
     def one_at_a_time(self, batch: Sequence[Stored]) -> dict[int, Analysis | AnalysisAborted]:
         """Analyse each message of `batch` alone, so that one that kills or hangs its
@@ -239,11 +336,9 @@ class AnalysisPool:
     def _how_children_ended(self) -> str:
         for process in self._processes():
             process.join(timeout=1)
-            code = process.exitcode
-            if code is not None and code < 0:
-                return f"killed by {signal.Signals(-code).name}"
-            if code:
-                return f"exit status {code}"
+            how = _how_ended(process)
+            if how is not None:
+                return how
         return "ended abruptly"
 
     def start(self) -> bool:
@@ -261,9 +356,11 @@ class AnalysisPool:
         if self._executor is None:
             # spawn: a fork of a threaded worker (SQLite connections, the event
             # loop's threads) is not safe to run Python in.
+            self._board = _Board(self.processes)
             self._executor = ProcessPoolExecutor(
                 max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_child, initargs=(self.config_path, self._analyse))
+                initializer=_start_child, initargs=(self.config_path, self._analyse,
+                                                    self._board))
         return self._executor
 
     def child_pids(self) -> list[int]:
@@ -275,9 +372,12 @@ class AnalysisPool:
         if self._executor is not None:
             processes = self._processes()
             self._executor.shutdown(wait=False, cancel_futures=True)
-            for process in processes:
+            for process in processes:  # an idle child ends at once
                 process.join(CLOSE_GRACE_SECONDS)
             self.kill(processes)
-            self._executor.shutdown(wait=True)
+            # shutdown(wait=False) let go of the pool's thread that would wait
+            # for them: a killed child is gone before close returns.
+            for process in processes:
+                process.join(CLOSE_GRACE_SECONDS)
             self._executor = None
         self._pids = set()

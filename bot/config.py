@@ -38,8 +38,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # Child processes that parse mail beside `serve`'s worker (bot.analysispool);
         # 0 parses in the worker itself.
         "analysis_processes": (int, 1),
-        # How long parsing a batch (and, to find a culprit, one message) may
-        # take in such a child before it is killed and the message failed.
+        # How long parsing a batch may take in such a child before it is
+        # killed and the message it was on failed.
         "analysis_timeout_seconds": (int, 60),
     },
     "storage": {"url": (str, "")},

@@ -43,9 +43,9 @@ log = logging.getLogger("rootnotify.pipeline")
 # 1 h: about a day of retries) before it is parked for a person.
 MAX_ATTEMPTS = 8
 # A message whose parsing killed or hung its process: each attempt can stall
-# the worker for up to twice [bot] analysis_timeout_seconds (its batch, then
-# it alone), and a transient cause (memory short for a while) is gone by the
-# third try; hostile mail must not buy a day of stalls.
+# the worker for [bot] analysis_timeout_seconds, and a transient cause
+# (memory short for a while) is gone by the third try; hostile mail must not
+# buy a day of stalls.
 MAX_ABORTED_ATTEMPTS = 3
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=1)

@@ -6,10 +6,10 @@ misbehaviour in a header:
 
     X-Poison: kill <pidfile>       the child writes its pid and is SIGKILLed
                                    (as by the kernel's out-of-memory killer)
-    X-Poison: kill-twice <pidfile> the same, the first two times only (a pid a line)
+    X-Poison: kill-once <pidfile>  the same, the first time only
     X-Poison: hang <pidfile>       the child writes its pid and never returns
 
-Every other message, and a kill-twice message the third time, is analysed by
+Every other message, and a kill-once message the second time, is analysed by
 the real `analyze`. The functions are module-level so that a spawned child
 can import them by name.
 """
@@ -32,7 +32,7 @@ def analyse_or_misbehave(raw: bytes, *args: Any, **kwargs: Any) -> Analysis:
         what, path = str(asked).split()
         pidfile = Path(path)
         killed = pidfile.read_text().split() if pidfile.exists() else []
-        if what != "kill-twice" or len(killed) < 2:
+        if what != "kill-once" or not killed:
             pidfile.write_text("\n".join([*killed, str(os.getpid())]))
             if what == "hang":
                 threading.Event().wait()

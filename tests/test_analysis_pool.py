@@ -198,8 +198,8 @@ def test_a_message_that_kills_its_parser_fails_alone_and_the_worker_goes_on(tmp_
     state, error, incident = states.pop("<poison-2@exampleca.test>")
     assert state == STATE_FAILED and incident is None
     assert error == "AnalysisAborted: the process parsing it died (killed by SIGKILL)"
-    # Killed in its batch, then again alone: each time only its own child died.
-    assert len(pidfile.read_text().split()) == 2
+    # Found by the message its child was on: not parsed a second time to be sure.
+    assert len(pidfile.read_text().split()) == 1
     # The others of its batch were analysed (in children, never by the worker
     # itself) and opened their incidents.
     assert all(s == STATE_PROCESSED and i is not None for s, _e, i in states.values())
@@ -214,9 +214,10 @@ def test_a_parse_that_never_ends_is_killed_at_the_timeout_and_fails_alone(tmp_pa
     try:
         _store(ctx, _forms_with("hang", pidfile))
         report = process_pending(ctx, pool=pool)
-        # Hung in its batch, then again alone; each child killed, none left spinning.
+        # Hung once (the rest of its batch was parsed again without it); the
+        # child was killed, not left spinning beside us.
         hung = [int(pid) for pid in pidfile.read_text().split()]
-        assert len(hung) == 2 and not any(_alive(pid) for pid in hung)
+        assert len(hung) == 1 and not _alive(hung[0])
     finally:
         pool.close()
     assert (report.processed, report.failed) == (4, 1)
@@ -229,13 +230,13 @@ def test_a_parse_that_never_ends_is_killed_at_the_timeout_and_fails_alone(tmp_pa
 def test_a_message_whose_parser_was_killed_goes_through_on_its_retry(tmp_path):
     """An out-of-memory kill may be the machine's state, not the message's.
 
-    Killed in its batch and again alone, the message fails; its retry, when
-    the machine has recovered, goes through."""
+    Killed while parsing it, the message fails; its retry, when the machine
+    has recovered, goes through."""
     ctx = _pool_context(tmp_path / "bot")
-    pidfile = tmp_path / "twice.pid"
+    pidfile = tmp_path / "once.pid"
     pool = AnalysisPool(ctx.config, processes=1, analyse=poison.analyse_or_misbehave)
     try:
-        _store(ctx, _forms_with("kill-twice", pidfile))
+        _store(ctx, _forms_with("kill-once", pidfile))
         assert process_pending(ctx, pool=pool).failed == 1
         with ctx.db.read() as session:
             retry_at = session.exec(select(InboundMessage.next_attempt_at).where(
@@ -248,7 +249,7 @@ def test_a_message_whose_parser_was_killed_goes_through_on_its_retry(tmp_path):
         pool.close()
     state, error, incident = _states(ctx)["<poison-2@exampleca.test>"]
     assert (state, error) == (STATE_PROCESSED, None) and incident is not None
-    assert len(pidfile.read_text().split()) == 2
+    assert len(pidfile.read_text().split()) == 1
 
 
 def test_the_analysis_timeout_is_a_checked_setting(tmp_path):
@@ -302,4 +303,21 @@ def test_a_message_that_kills_its_parser_every_time_is_parked_after_three_tries(
     assert (row.state, row.attempts, row.next_attempt_at) == (
         STATE_PARKED, MAX_ABORTED_ATTEMPTS, None)
     assert (row.last_error or "").startswith("AnalysisAborted: the process parsing it died")
+    ctx.db.dispose()
+
+
+def test_with_two_processes_only_the_killer_is_blamed_not_its_neighbours(tmp_path):
+    """The pool terminates a dead child's sibling, which was parsing another batch:
+    that batch is parsed again, and none of its messages is failed for it."""
+    ctx = _pool_context(tmp_path / "bot")
+    count = 2 * TRANSACTION_BATCH
+    pool = AnalysisPool(ctx.config, processes=2, analyse=poison.analyse_or_misbehave)
+    try:
+        _store(ctx, _forms_with("kill", tmp_path / "killed.pid", count=count))
+        report = process_pending(ctx, pool=pool)
+    finally:
+        pool.close()
+    assert (report.processed, report.failed, pool.aborted) == (count - 1, 1, 1)
+    failed = [m for m, (state, _e, _i) in _states(ctx).items() if state == STATE_FAILED]
+    assert failed == [f"<poison-{count // 2}@exampleca.test>"]
     ctx.db.dispose()
