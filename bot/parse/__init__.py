@@ -3,6 +3,7 @@
 import warnings
 
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 
 # What loading a certificate from outside can raise: ValueError for broken
 # DER, and InvalidVersion, which is not a ValueError, for a version field
@@ -14,3 +15,7 @@ CERTIFICATE_ERRORS = (ValueError, x509.InvalidVersion)
 # broken mail and are judged by the chain checks like any other, so the
 # warning is only noise in the operator's log.
 warnings.filterwarnings("ignore", message="Attribute's length must be", category=UserWarning)
+# Likewise for a serial number that is zero or negative: a mis-issuance CAs
+# report in their lists, and one that must not stop a list or a signature check.
+warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive",
+                        category=CryptographyDeprecationWarning)

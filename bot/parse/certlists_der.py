@@ -14,11 +14,9 @@ from __future__ import annotations
 import binascii
 import hashlib
 import re
-import warnings
 from collections.abc import Callable, Iterator
 
 from cryptography import x509
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 from bot.parse import CERTIFICATE_ERRORS
@@ -103,19 +101,6 @@ def _walk_tbs(der: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]
     return serial, issuer, subject, extensions
 
 
-def _serial_not_positive(der: bytes) -> bool:
-    """Whether the serial INTEGER is negative or zero (or the walk fails: be careful then)."""
-    try:
-        _, pos, _ = _tlv(der, 0)
-        _, pos, _ = _tlv(der, pos)
-        tag, start, end = _tlv(der, pos)
-        if tag == 0xA0:
-            tag, start, end = _tlv(der, end)
-        return tag != 0x02 or der[start] & 0x80 != 0 or not any(der[start:end])
-    except (ValueError, IndexError):
-        return True
-
-
 def _san_dns_names(value: bytes) -> tuple[str, ...]:
     """dNSName entries of a GeneralNames value, lower-cased, wildcards kept."""
     _, pos, end = _tlv(value, 0)
@@ -161,14 +146,8 @@ class _CertReader:
         self, der: bytes, line: int | None, source: str, crtsh_id: int | None = None
     ) -> Item:
         try:
-            if _serial_not_positive(der):
-                # Non-positive serials are a mis-issuance CAs report; cryptography
-                # warns on them, and a warning must not stop the list.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-                    cert = x509.load_der_x509_certificate(der)
-            else:
-                cert = x509.load_der_x509_certificate(der)
+            # A non-positive serial only warns (silenced in bot.parse).
+            cert = x509.load_der_x509_certificate(der)
         except CERTIFICATE_ERRORS as exc:
             return RejectedLine(
                 line, _clip(der[:60].hex()), f"not a readable certificate: {exc}", source
