@@ -13,9 +13,10 @@ is "head". Opening a database:
 
 The look at the revision is a read of one row, without Alembic (importing it
 costs every command ~0.1 s), so `status` is quick and works on a database it
-may not write. An upgrade is a write transaction; on SQLite that is BEGIN
-IMMEDIATE, so of `serve`'s processes starting together one upgrades and the
-others, let in after it, find the schema at head.
+may not write. An upgrade is a write transaction holding a lock (on SQLite BEGIN
+IMMEDIATE, on PostgreSQL an advisory lock), so of `serve`'s processes
+starting together one upgrades and the others, let in after it, find the
+schema at head.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ FIRST_REVISION = "0001"
 # A table every rootnotify schema has had: its presence without Alembic's
 # table means a database from before migrations.
 ALWAYS_THERE = "inbound_message"
+# PostgreSQL advisory lock taken for an upgrade ("rnmg" in ASCII).
+UPGRADE_LOCK_KEY = 0x726E6D67
 
 
 class SchemaTooNew(RuntimeError):
@@ -109,6 +112,9 @@ def upgrade(engine: Engine, read_engine: Engine | None = None) -> None:
     from alembic import command
 
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # What BEGIN IMMEDIATE is on SQLite: one process at a time, until commit.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({UPGRADE_LOCK_KEY})")
         # Another process may have upgraded it meanwhile.
         current, recorded = revision_of(connection)
         _check_known(current)

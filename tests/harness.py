@@ -161,7 +161,8 @@ class Sink:
 
 def write_config(tmp_path: Path, *, smtp_port: int, relay_port: int, ruleset: str = "2019-03",
                  staff_auth: str = "none", extra: str = "", timezone: str = "UTC",
-                 outgoing_mode: str = "smtp", imap: str = "") -> Path:
+                 outgoing_mode: str = "smtp", imap: str = "",
+                 storage_url: str = "sqlite:///var/rootnotify.db") -> Path:
     """The test configuration; `imap` is the body of an [imap] table (empty: none)."""
     path = tmp_path / "config.toml"
     path.write_text(f"""
@@ -173,7 +174,7 @@ timezone = "{timezone}"
 ruleset = "{ruleset}"
 
 [storage]
-url = "sqlite:///var/rootnotify.db"
+url = "{storage_url}"
 
 [smtp]
 host = "127.0.0.1"
