@@ -27,6 +27,7 @@ from bot.context import Context
 from bot.decide.certificates import store_lists_before_acting
 from bot.decide.route import act
 from bot.errors import AnalysisAborted
+from bot.parse.message import without_nul
 from storage.models import (
     STATE_FAILED,
     STATE_PARKED,
@@ -224,7 +225,7 @@ def process_one(ctx: Context, inbound_id: int) -> str:
 
 
 def _record_failure(ctx: Context, inbound: InboundMessage, exc: Exception) -> None:
-    detail = f"{type(exc).__name__}: {exc}"
+    detail = without_nul(f"{type(exc).__name__}: {exc}")  # hostile text ends up in errors
     log.error("message %d failed: %s\n%s", inbound.id, detail,
               "".join(traceback.format_exception(exc, limit=-3)))
     inbound.attempts += 1

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -38,7 +38,7 @@ log = logging.getLogger("rootnotify.storage")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest file in migrations/versions, known without loading Alembic;
 # tests/test_migrations.py fails when a new revision does not move it.
-HEAD = "0002"
+HEAD = "0003"
 # What a database made before migrations is (storage/migrations/versions/0001_*).
 FIRST_REVISION = "0001"
 # A table every rootnotify schema has had: its presence without Alembic's
@@ -50,6 +50,22 @@ UPGRADE_LOCK_KEY = 0x726E6D67
 
 class SchemaTooNew(RuntimeError):
     """The database was upgraded by a newer rootnotify than this one."""
+
+
+def same_type(context: Any, inspected_column: Any, metadata_column: Any,
+              inspected_type: sa.types.TypeEngine[Any], metadata_type: sa.types.TypeEngine[Any]
+              ) -> bool | None:
+    """Alembic's type comparison, but INTEGER and BIGINT are one type on SQLite.
+
+    SQLite stores every integer in up to 64 bits whatever the column says;
+    revision 0003 widens columns only where the type means something.
+    None: Alembic's own comparison decides.
+    """
+    integers = (sa.Integer, sa.BigInteger)
+    if context.dialect.name == "sqlite" and isinstance(inspected_type, integers) \
+            and isinstance(metadata_type, integers):
+        return False
+    return None
 
 
 def _config(connection: Connection | None = None) -> Config:

@@ -243,7 +243,8 @@ class Certificate(SQLModel, table=True):
     not_before: datetime | None = _when(default=None, nullable=True)
     not_after: datetime | None = _when(default=None, nullable=True)
     precertificate: bool = False
-    crtsh_id: int | None = None
+    # crt.sh ids passed 2**31 long ago: 64 bits (SQLite's INTEGER is; PostgreSQL's is not).
+    crtsh_id: int | None = Field(default=None, sa_type=sa.BigInteger)
     inbound_id: int | None = Field(default=None, foreign_key="inbound_message.id")
 
 
@@ -319,8 +320,9 @@ class ImapState(SQLModel, table=True):
     __tablename__ = "imap_state"
 
     folder: str = Field(primary_key=True)
-    uidvalidity: int | None = None
-    last_uid: int = 0
+    # RFC 3501 nz-numbers: unsigned 32 bits, past a signed 32-bit INTEGER.
+    uidvalidity: int | None = Field(default=None, sa_type=sa.BigInteger)
+    last_uid: int = Field(default=0, sa_type=sa.BigInteger)
     last_poll_at: datetime | None = _when(default=None, nullable=True)
     last_success_at: datetime | None = _when(default=None, nullable=True)
     last_error: str | None = None

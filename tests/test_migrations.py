@@ -46,7 +46,7 @@ def test_the_migrations_make_exactly_the_schema_of_the_models(tmp_path):
     assert models  # registers every table with SQLModel's metadata
     with db.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(
-            connection, opts={"compare_type": True}), SQLModel.metadata)
+            connection, opts={"compare_type": migrate.same_type}), SQLModel.metadata)
     db.dispose()
     assert differences == []
     assert _rows(tmp_path / "fresh.db", "SELECT version_num FROM alembic_version") == [

@@ -2,8 +2,9 @@
 
 The whole suite runs on SQLite, the embedded default; these tests hold the
 PostgreSQL promise on a real server (tests/postgres.py): the migrations make
-the models' schema, processes starting together upgrade once, and a CA's
-notification is stored, acted on and acknowledged.
+the models' schema, processes starting together upgrade once, a CA's
+notification is stored, acted on and acknowledged, and numbers past 32 bits
+(crt.sh ids, IMAP's UIDVALIDITY) are kept.
 """
 
 from __future__ import annotations
@@ -19,9 +20,20 @@ from sqlmodel import SQLModel, select
 from bot.views import incident_json
 from storage import migrate, models
 from storage.db import open_database
-from storage.models import OUT_SENT, Incident, OutboundMessage
+from storage.models import (
+    OUT_SENT,
+    STATE_PROCESSED,
+    Certificate,
+    ImapState,
+    InboundMessage,
+    Incident,
+    OutboundMessage,
+)
 from tests.harness import CA_CONTACT, COMPLETE_FORM, eventually, make_mail, running_bot
 from tests.postgres import postgres_cluster, postgres_database  # noqa: F401  (fixtures)
+from tests.story import notify, send
+from tests.test_certificate_list_chunks import gzip_csv
+from tests.test_certificate_lists_e2e import list_mail
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +43,7 @@ def test_the_migrations_make_the_schema_of_the_models_on_postgres(postgres_url):
     assert models  # registers every table with SQLModel's metadata
     with db.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(
-            connection, opts={"compare_type": True}), SQLModel.metadata)
+            connection, opts={"compare_type": migrate.same_type}), SQLModel.metadata)
         revision = connection.exec_driver_sql(
             "SELECT version_num FROM alembic_version").scalar()
     db.dispose()
@@ -79,3 +91,57 @@ def test_a_notification_is_stored_acted_on_and_acknowledged_on_postgres(tmp_path
         eventually("the acknowledgement marked sent",
                    lambda: acknowledgement().status == OUT_SENT)
         assert acknowledgement().message_id == ack.message["Message-ID"]
+
+
+def test_a_certificate_list_with_real_crtsh_ids_is_stored_on_postgres(tmp_path, postgres_url):
+    """crt.sh ids are past 2**31: PostgreSQL's INTEGER refused the whole list."""
+    with running_bot(tmp_path, storage_url=postgres_url) as (bot, sink):
+        incident = notify(bot, sink)
+        send(bot, list_mail(incident, "misissued.csv.gz", "application/gzip", gzip_csv(300)))
+        sink.wait_for(sink.to(CA_CONTACT, "Certificate list recorded"))
+
+        def stored() -> list[int | None]:
+            with bot.ctx.db.read() as session:
+                return list(session.exec(select(Certificate.crtsh_id)))
+
+        eventually("the list's 300 certificates", lambda: len(stored()) == 300)
+        assert max(i or 0 for i in stored()) == 9_000_000_299
+
+
+def test_imap_state_keeps_a_uidvalidity_past_31_bits_on_postgres(postgres_url):
+    """RFC 3501's UIDVALIDITY and UIDs are unsigned 32-bit numbers."""
+    db = open_database(postgres_url)
+    with db.write() as session:
+        session.add(ImapState(folder="INBOX", uidvalidity=4_294_967_295, last_uid=3_000_000_000))
+    with db.read() as session:
+        state = session.get(ImapState, "INBOX")
+        assert state is not None
+        assert (state.uidvalidity, state.last_uid) == (4_294_967_295, 3_000_000_000)
+    db.dispose()
+
+
+def test_a_mail_with_nul_bytes_is_recorded_on_postgres(tmp_path, postgres_url):
+    """PostgreSQL refuses NUL in text; mail may not hold it, hostile mail does
+    (the fuzz test found it): it is read as U+FFFD and the message is processed."""
+    with running_bot(tmp_path, storage_url=postgres_url) as (bot, sink):
+        raw = make_mail(CA_CONTACT, "Security incident notification", COMPLETE_FORM)
+        raw = raw.replace(b"Subject: Security incident", b"Subject: Security\x00incident")
+        assert bot.send(raw) == {}
+        ack = sink.wait_for(sink.to(CA_CONTACT, "Notification received"))[0]
+        assert ack.subject.startswith("[INC-2026-0001] ")
+        with bot.ctx.db.read() as session:
+            [row] = session.exec(select(InboundMessage))
+        assert row.state == STATE_PROCESSED and row.subject == \
+            "Security\ufffdincident notification"
+
+
+def test_the_demo_maildir_outbox_works_with_postgres_storage(tmp_path, postgres_url):
+    """With SQLite the database file made data_dir; with PostgreSQL nothing did, and
+    the maildir outbox could not be created under it."""
+    with running_bot(tmp_path, storage_url=postgres_url, outgoing_mode="maildir") as (bot, _):
+        bot.send(make_mail(CA_CONTACT, "Security incident notification", COMPLETE_FORM))
+        outbox = bot.ctx.config.bot.data_dir / "outbox" / "new"
+        eventually("the acknowledgement in the maildir",
+                   lambda: outbox.exists() and any(
+                       b"Notification received" in path.read_bytes()
+                       for path in outbox.iterdir()))

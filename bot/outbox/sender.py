@@ -127,6 +127,9 @@ class MaildirDrop:
     """Demo mode: every outgoing mail lands in data_dir/outbox as a maildir message."""
 
     def __init__(self, folder: Path) -> None:
+        # data_dir itself may not exist yet: a SQLite database beside it makes
+        # it, a PostgreSQL one does not (Maildir creates only its own folder).
+        folder.parent.mkdir(parents=True, exist_ok=True)
         self.box = mailbox.Maildir(folder, create=True)
 
     def send(self, envelope_from: str, recipients: list[str], data: bytes) -> Refused:

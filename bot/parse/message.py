@@ -15,13 +15,14 @@ import email.utils
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from functools import partial
+from typing import Any
 
 import mailparser
 
@@ -347,10 +348,35 @@ def _prune(msg: Message, limits: MessageLimits, exceeded: list[str]) -> None:
 def parse_message(raw: bytes, limits: MessageLimits = DEFAULT_LIMITS) -> ParsedMessage:
     """Parse `raw`; never raises for any input (defects and limits passed are recorded)."""
     try:
-        return _parse(raw, limits)
+        return _without_nul(_parse(raw, limits))
     except Exception as exc:  # the last line of defence: a bug must not stop the pipeline
         log.exception("parse_message failed; keeping an empty parse")
         return _empty(f"message unreadable: {type(exc).__name__}: {exc}")
+
+
+def without_nul(text: str) -> str:
+    """`text` with each NUL as U+FFFD.
+
+    Mail text may not hold NUL (RFC 5322 2.2, 3.5), hostile mail does, and
+    PostgreSQL refuses it in a text column: the message could never be
+    recorded there. The replacement character keeps the spot visible.
+    """
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def _without_nul(parsed: ParsedMessage) -> ParsedMessage:
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return without_nul(value)
+        if isinstance(value, list | tuple):
+            return type(value)(clean(v) for v in value)
+        return value
+
+    for attachment in parsed.attachments:
+        attachment.filename = without_nul(attachment.filename)
+        attachment.content_type = without_nul(attachment.content_type)
+    return replace(parsed, **{f.name: clean(getattr(parsed, f.name)) for f in fields(parsed)
+                              if f.name != "attachments"})
 
 
 def _empty(defect: str) -> ParsedMessage:

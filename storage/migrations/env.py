@@ -15,6 +15,7 @@ from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
 from storage import models
+from storage.migrate import same_type
 
 assert models  # the import registers every table with SQLModel's metadata
 
@@ -34,6 +35,6 @@ connection = context.config.attributes["connection"]
 # SQLite alters a table by copying it ("batch" mode); other databases in place.
 context.configure(connection=connection, target_metadata=SQLModel.metadata,
                   render_as_batch=connection.dialect.name == "sqlite",
-                  compare_type=True, render_item=plain_types)
+                  compare_type=same_type, render_item=plain_types)
 with context.begin_transaction():
     context.run_migrations()
