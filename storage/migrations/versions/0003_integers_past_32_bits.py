@@ -28,16 +28,16 @@ WIDENED = (("certificate", "crtsh_id", True), ("imap_state", "uidvalidity", True
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        return
-    for table, column, nullable in WIDENED:
-        op.alter_column(table, column, existing_type=sa.Integer(), type_=sa.BigInteger(),
-                        existing_nullable=nullable)
+    _retype(sa.Integer, sa.BigInteger)
 
 
 def downgrade() -> None:
+    _retype(sa.BigInteger, sa.Integer)
+
+
+def _retype(old: type[sa.types.TypeEngine], new: type[sa.types.TypeEngine]) -> None:
     if op.get_bind().dialect.name == "sqlite":
         return
     for table, column, nullable in WIDENED:
-        op.alter_column(table, column, existing_type=sa.BigInteger(), type_=sa.Integer(),
+        op.alter_column(table, column, existing_type=old(), type_=new(),
                         existing_nullable=nullable)
