@@ -146,6 +146,10 @@ def _how_ended(process: multiprocessing.process.BaseProcess | None) -> str | Non
     return f"exit status {code}"
 
 
+def _died(how: str) -> str:
+    return f"the process parsing it died ({how})"
+
+
 def _ready() -> int:
     assert _child is not None, "the pool's initializer did not run"
     return os.getpid()
@@ -269,17 +273,14 @@ class AnalysisPool:
             if item is None:
                 continue  # a child busy with another batch
             if not died:
-                culprits[inbound_id] = self._aborted(
-                    item, f"parsing it did not end within {self.timeout:g} s; its process "
-                          f"was killed")
+                culprits[inbound_id] = self._aborted(item, self._hung())
                 continue
             process = ended.get(pid)
             if process is not None:
                 process.join(timeout=1)
             how = _how_ended(process)
             if how is not None:  # siblings the pool terminated after it are not culprits
-                culprits[inbound_id] = self._aborted(item, f"the process parsing it died "
-                                                           f"({how})")
+                culprits[inbound_id] = self._aborted(item, _died(how))
         return culprits
 
     def one_at_a_time(self, batch: Sequence[Stored]) -> dict[int, Analysis | AnalysisAborted]:
@@ -298,14 +299,11 @@ class AnalysisPool:
             try:
                 pid, analyses = future.result(timeout=self.timeout)
             except BrokenProcessPool:
-                found[item.inbound_id] = self._aborted(
-                    item, f"the process parsing it died ({self._how_children_ended()})")
+                found[item.inbound_id] = self._aborted(item, _died(self._how_children_ended()))
                 self.close()
             except TimeoutError:
                 self.kill()
-                found[item.inbound_id] = self._aborted(
-                    item, f"parsing it did not end within {self.timeout:g} s; its process "
-                          f"was killed")
+                found[item.inbound_id] = self._aborted(item, self._hung())
                 self.close()
             except Exception as exc:  # not the message's fault: the worker analyses it
                 log.warning("the analysis pool failed message %d (%s: %s); analysing it in "
@@ -313,6 +311,9 @@ class AnalysisPool:
             else:
                 found.update(self.answered(pid, [item], analyses))
         return found
+
+    def _hung(self) -> str:
+        return f"parsing it did not end within {self.timeout:g} s; its process was killed"
 
     def _aborted(self, item: Stored, why: str) -> AnalysisAborted:
         log.error("message %d: %s", item.inbound_id, why)
