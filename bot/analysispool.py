@@ -61,6 +61,9 @@ class Stored:
 
 # How long `close` lets a child finish the message it is parsing.
 CLOSE_GRACE_SECONDS = 5.0
+# Looks for a dead child's exit code (see `_reaped`), and the wait in each.
+REAP_TRIES = 20
+REAP_WAIT_SECONDS = 0.1
 # What a child runs per message: `analyze` (a test injects one that crashes or hangs).
 Analyse = Callable[..., Analysis]
 # One per child process: loaded once by `_start_child`, used for every message.
@@ -133,6 +136,23 @@ def _analyse_in_child(batch: list[Stored]) -> tuple[int, list[Analysis | None]]:
             results.append(None)
     ids[place] = 0
     return os.getpid(), results
+
+
+def _reaped(process: multiprocessing.process.BaseProcess | None
+            ) -> multiprocessing.process.BaseProcess | None:
+    """`process`, once its exit code is known (if it has ended).
+
+    The pool's own thread waits for its children too; when both wait at once
+    one of them gets ECHILD and multiprocessing reports no exit code for that
+    call, so one look is not enough (seen in CI, under load).
+    """
+    if process is None:
+        return None
+    for _ in range(REAP_TRIES):
+        process.join(REAP_WAIT_SECONDS)
+        if process.exitcode is not None:
+            break
+    return process
 
 
 def _how_ended(process: multiprocessing.process.BaseProcess | None) -> str | None:
@@ -275,10 +295,7 @@ class AnalysisPool:
             if not died:
                 culprits[inbound_id] = self._aborted(item, self._hung())
                 continue
-            process = ended.get(pid)
-            if process is not None:
-                process.join(timeout=1)
-            how = _how_ended(process)
+            how = _how_ended(_reaped(ended.get(pid)))
             if how is not None:  # siblings the pool terminated after it are not culprits
                 culprits[inbound_id] = self._aborted(item, _died(how))
         return culprits
@@ -336,8 +353,7 @@ class AnalysisPool:
 
     def _how_children_ended(self) -> str:
         for process in self._processes():
-            process.join(timeout=1)
-            how = _how_ended(process)
+            how = _how_ended(_reaped(process))
             if how is not None:
                 return how
         return "ended abruptly"
