@@ -28,7 +28,7 @@ from storage.models import (
     InboundMessage,
     Incident,
     OutboundMessage,
-    address_list,
+    comma_list,
 )
 
 
@@ -65,7 +65,7 @@ def _final_report(session: Session, incident: Incident) -> dict[str, Any]:
     reports = queries.final_reports(session, incident.id)
     present: set[str] = set()
     for report in reports:
-        present.update(k for k in report.present.split(",") if k)
+        present.update(comma_list(report.present))
     keys = ruleset.report_item_keys()
     return {
         "received": bool(reports),
@@ -98,8 +98,8 @@ def _outbound_message(o: OutboundMessage) -> dict[str, Any]:
             "id": o.id, "sent_at": iso(o.sent_at), "to": o.recipients.split(","),
             "subject": o.subject, "sha256": hashlib.sha256(o.data).hexdigest(),
             "size": len(o.data), "in_reply_to_inbound": o.inbound_id,
-            "last_error": o.last_error, "failed_to": address_list(o.failed_recipients),
-            "retrying_to": address_list(o.retry_recipients)}
+            "last_error": o.last_error, "failed_to": comma_list(o.failed_recipients),
+            "retrying_to": comma_list(o.retry_recipients)}
 
 
 def _event(e: Event, inbound: dict[int, InboundMessage],
@@ -190,7 +190,7 @@ def incident_json(session: Session, incident: Incident, now: datetime) -> dict[s
             {"action": n.action, "target": n.target, "effective_at": iso(n.effective_at),
              "exceptional": n.exceptional, "sent_at": iso(n.sent_at),
              "message_id": n.message_id, "target_sha256": n.target_sha256,
-             "recipients": [r for r in n.recipients.split(",") if r]}
+             "recipients": comma_list(n.recipients)}
             for n in queries.notices(session, incident.id)],
         "proposals": [
             {"received_at": iso(p.received_at), "state": p.state, "summary": p.summary,

@@ -194,9 +194,9 @@ class ReminderLog(SQLModel, table=True):
     sent_at: datetime = _when()
 
 
-def address_list(field: str | None) -> list[str]:
-    """The addresses of a comma-separated column (recipients and the like), in order."""
-    return [address for address in (field or "").split(",") if address]
+def comma_list(field: str | None) -> list[str]:
+    """The items of a comma-separated column (recipients, report keys …), in order."""
+    return [item for item in (field or "").split(",") if item]
 
 
 class OutboundMessage(SQLModel, table=True):

@@ -9,7 +9,7 @@ from sqlmodel import Session
 from bot.context import Context
 from bot.outbox.enqueue import enqueue
 from bot.outbox.render import MailSpec
-from storage.models import Event, OutboundMessage, address_list
+from storage.models import Event, OutboundMessage, comma_list
 
 log = logging.getLogger("rootnotify.decide.alerts")
 
@@ -37,9 +37,9 @@ def delivery_failed(session: Session, ctx: Context, row: OutboundMessage, error:
     know the CA was told, and which address to fix.
     """
     now = ctx.clock.now()
-    not_reached = {*failed_for, *address_list(row.failed_recipients),
-                   *address_list(row.retry_recipients)}
-    reached = [r for r in address_list(row.recipients) if r not in not_reached]
+    not_reached = {*failed_for, *comma_list(row.failed_recipients),
+                   *comma_list(row.retry_recipients)}
+    reached = [r for r in comma_list(row.recipients) if r not in not_reached]
     to = ",".join(failed_for)
     if row.incident_id:
         session.add(Event(incident_id=row.incident_id, at=now, kind="mail-failed",

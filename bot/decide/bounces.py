@@ -26,7 +26,7 @@ from bot.decide.classify import Classification
 from bot.outbox.render import message_id_for
 from bot.outbox.sender import mark_failed
 from bot.parse.bounces import BounceReport, parse_bounce, verp_address
-from storage.models import OUT_FAILED, Event, InboundMessage, OutboundMessage, address_list
+from storage.models import OUT_FAILED, Event, InboundMessage, OutboundMessage, comma_list
 from storage.rawstore import load_raw
 
 log = logging.getLogger("rootnotify.decide.bounces")
@@ -98,7 +98,7 @@ def _failed_addresses(report: BounceReport) -> str:
 def handle_bounce(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis,
                   cls: Classification) -> None:
     """Record the bounce; mark the mail it concerns failed when the failure is permanent."""
-    envelope_to = [a for a in inbound.envelope_to.split(",") if a]
+    envelope_to = comma_list(inbound.envelope_to)
     assert inbound.id is not None
     report = parse_bounce(load_raw(session, inbound.id), analysis.message, envelope_to)
     if report is None:
@@ -128,12 +128,12 @@ def handle_bounce(session: Session, ctx: Context, inbound: InboundMessage, analy
 
     reason = f"bounced ({_failed_addresses(report)}): {report.reason}"
     failed_for = _ours_that_failed(row, report)
-    whole = set(failed_for) == set(address_list(row.recipients))
+    whole = set(failed_for) == set(comma_list(row.recipients))
     inbound.note = (f"marks {what} failed{'' if whole else ' for ' + ','.join(failed_for)} "
                     f"(found by {how}): {reason}")[:MAX_NOTE_CHARS]
     _timeline(session, inbound, incident_id, "bounce-received",
               f"bounce of {what}: {reason}", row.id)
-    if row.status == OUT_FAILED or set(failed_for) <= set(address_list(row.failed_recipients)):
+    if row.status == OUT_FAILED or set(failed_for) <= set(comma_list(row.failed_recipients)):
         return  # a second report about the same failure: staff were told already
     log.warning("outgoing %s marked failed for %s by bounce %s: %s", row.message_id,
                 ",".join(failed_for), inbound.id, reason)
@@ -148,7 +148,7 @@ def _ours_that_failed(row: OutboundMessage, report: BounceReport) -> list[str]:
     """
     named = {r.address.lower() for r in report.recipients
              if r.action == "failed" or r.permanent}
-    ours = address_list(row.recipients)
+    ours = comma_list(row.recipients)
     return [a for a in ours if a.lower() in named] or ours
 
 

@@ -22,7 +22,7 @@ from bot.parse.reports import ReportCheck
 from bot.parse.reporttext import find_final_report
 from bot.rules.rulesets import get_ruleset
 from storage import queries
-from storage.models import Event, FinalReport, InboundMessage
+from storage.models import Event, FinalReport, InboundMessage, comma_list
 
 log = logging.getLogger("rootnotify.decide.reports")
 
@@ -39,7 +39,7 @@ def handle_final_report(session: Session, ctx: Context, inbound: InboundMessage,
     now = inbound.received_at
     earlier: set[str] = set()
     for row in queries.final_reports(session, incident.id):
-        earlier.update(k for k in row.present.split(",") if k)
+        earlier.update(comma_list(row.present))
     session.add(FinalReport(incident_id=incident.id, inbound_id=inbound.id or 0,
                             received_at=now, present=",".join(check.present),
                             missing=",".join(check.missing)))

@@ -11,7 +11,7 @@ from bot.decide.deadlines import label
 from bot.decide.timeliness import format_span
 from bot.rules.rulesets import get_ruleset
 from storage import queries
-from storage.models import Incident
+from storage.models import Incident, comma_list
 
 # Incidents listed by a /status outside a thread; more belong in `rootnotify incidents`.
 MAX_INCIDENTS = 200
@@ -45,7 +45,7 @@ def incident_status(session: Session, incident: Incident, now: datetime) -> list
         lines.append(f"Open proposals: {len(proposals)}")
     reports = queries.final_reports(session, incident.id)
     if reports:
-        have = {k for r in reports for k in r.present.split(",") if k}
+        have = {k for r in reports for k in comma_list(r.present)}
         missing = [i.title for i in ruleset.final_report_items if i.key not in have]
         lines.append("Final report: " + ("complete" if not missing
                                          else f"missing {'; '.join(missing)}"))

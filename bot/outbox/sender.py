@@ -31,7 +31,7 @@ from storage.models import (
     OUT_SENT,
     Event,
     OutboundMessage,
-    address_list,
+    comma_list,
 )
 
 log = logging.getLogger("rootnotify.outbox.sender")
@@ -252,7 +252,7 @@ def _send_all(transport: Transport, rows: list[OutboundMessage],
 
 def _attempted(row: OutboundMessage) -> list[str]:
     """Who this attempt is for: those the relay deferred last time, else everyone."""
-    return address_list(row.retry_recipients) or address_list(row.recipients)
+    return comma_list(row.retry_recipients) or comma_list(row.recipients)
 
 
 def _record(session: Session, ctx: Context, outcomes: list[Outcome],
@@ -363,12 +363,12 @@ def mark_failed(session: Session, ctx: Context, row: OutboundMessage, error: str
     """`row` will never reach `failed_for`; failed as a whole once that is everyone."""
     from bot.decide.alerts import delivery_failed
 
-    failed = [a for a in address_list(row.recipients)
-              if a in {*address_list(row.failed_recipients), *failed_for}]
+    failed = [a for a in comma_list(row.recipients)
+              if a in {*comma_list(row.failed_recipients), *failed_for}]
     row.failed_recipients = ",".join(failed) or None
-    whole = set(failed) >= set(address_list(row.recipients))
+    whole = set(failed) >= set(comma_list(row.recipients))
     row.retry_recipients = ",".join(
-        a for a in address_list(row.retry_recipients) if a not in failed) or None
+        a for a in comma_list(row.retry_recipients) if a not in failed) or None
     if whole:
         row.status = OUT_FAILED
     elif row.retry_recipients is None:
