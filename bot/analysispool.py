@@ -296,6 +296,11 @@ class AnalysisPool:
                 culprits[inbound_id] = self._aborted(item, self._hung())
                 continue
             how = _how_ended(_reaped(ended.get(pid)))
+            if how is None and self.processes == 1:
+                # The only child is the one that died, whatever its exit code
+                # says: under load the pool's thread can take it first and
+                # leave us none (seen in CI even with _reaped).
+                how = "ended abruptly"
             if how is not None:  # siblings the pool terminated after it are not culprits
                 culprits[inbound_id] = self._aborted(item, _died(how))
         return culprits
