@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -168,11 +169,14 @@ def create_schema(engine: Engine, read_engine: Engine | None = None) -> None:
         row = session.get(Meta, "schema_version")
         if row is not None and row.value == version:
             return
-    with Session(engine) as session:
-        row = session.get(Meta, "schema_version") or Meta(key="schema_version", value=version)
-        row.value = version
-        session.add(row)
-        session.commit()
+    with engine.begin() as connection:
+        # One statement, not get-then-add: processes starting together on a
+        # new database all come here, and an INSERT racing another's fails.
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        table = Meta.__table__  # type: ignore[attr-defined]
+        connection.execute(dialect.insert(table).values(key="schema_version", value=version)
+                           .on_conflict_do_update(index_elements=[table.c.key],
+                                                  set_={"value": version}))
 
 
 class Database:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from sqlmodel import SQLModel
 
 from storage import migrate, models
 from storage.db import SchemaTooNew, open_database
+from tests.together import open_together
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,25 +96,12 @@ def test_a_database_of_a_newer_rootnotify_is_refused_untouched(tmp_path):
     assert path.read_bytes() == before
 
 
-OPEN_AND_SAY_REVISION = """
-import sys
-from storage import migrate
-from storage.db import open_database
-open_database(sys.argv[1]).dispose()
-print(migrate.head())
-"""
-
-
 def test_processes_starting_together_on_a_new_database_all_find_it_ready(tmp_path):
     """`serve` starts three processes at once; on an empty database one creates the
     schema and the others, let in after it, find it at head."""
     url = _url(tmp_path / "together.db")
-    starts = [subprocess.Popen([sys.executable, "-c", OPEN_AND_SAY_REVISION, url], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-              for _ in range(3)]
-    results = [process.communicate(timeout=60) for process in starts]
-    assert [process.returncode for process in starts] == [0, 0, 0], results
-    assert {out.decode().strip() for out, _err in results} == {migrate.head()}
+    results = open_together(url)
+    assert [(code, said) for code, said, _err in results] == [(0, migrate.head())] * 3, results
     assert _rows(tmp_path / "together.db", "SELECT version_num FROM alembic_version") == [
         (migrate.head(),)]
 

@@ -9,10 +9,6 @@ notification is stored, acted on and acknowledged, and numbers past 32 bits
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel, select
@@ -34,8 +30,7 @@ from tests.postgres import postgres_cluster, postgres_database  # noqa: F401  (f
 from tests.story import notify, send
 from tests.test_certificate_list_chunks import gzip_csv
 from tests.test_certificate_lists_e2e import list_mail
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.together import open_together
 
 
 def test_the_migrations_make_the_schema_of_the_models_on_postgres(postgres_url):
@@ -51,23 +46,44 @@ def test_the_migrations_make_the_schema_of_the_models_on_postgres(postgres_url):
     assert revision == migrate.HEAD
 
 
-OPEN = """
-import sys
-from storage.db import open_database
-open_database(sys.argv[1]).dispose()
-"""
-
-
 def test_processes_starting_together_on_a_new_postgres_database_upgrade_it_once(postgres_url):
-    starts = [subprocess.Popen([sys.executable, "-c", OPEN, postgres_url], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-              for _ in range(3)]
-    results = [process.communicate(timeout=60) for process in starts]
-    assert [process.returncode for process in starts] == [0, 0, 0], results
+    results = open_together(postgres_url)
+    assert [(code, said) for code, said, _err in results] == [(0, migrate.HEAD)] * 3, results
     db = open_database(postgres_url)
     with db.engine.connect() as connection:
         assert connection.exec_driver_sql(
             "SELECT version_num FROM alembic_version").scalars().all() == [migrate.HEAD]
+    db.dispose()
+
+
+def test_processes_starting_while_another_writes_the_schema_version_all_start(postgres_url):
+    """A database at head whose `meta.schema_version` another process is writing right
+    now (say, the one that upgraded it): the processes starting meanwhile wait for
+    its row and then write theirs over it, none failing on the duplicate key."""
+    db = open_database(postgres_url)
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM meta WHERE key = 'schema_version'")
+    writing = db.engine.connect()
+    writing.exec_driver_sql("INSERT INTO meta (key, value) VALUES ('schema_version', '0')")
+
+    def waiting_on_that_row() -> int:
+        with db.engine.connect() as watching:
+            return int(watching.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'").scalar_one())
+
+    def commit_once_all_wait() -> None:
+        eventually("the starting processes to wait on the row being written",
+                   lambda: waiting_on_that_row() == 3)
+        writing.commit()
+        writing.close()
+
+    results = open_together(postgres_url, meanwhile=commit_once_all_wait)
+    assert [(code, said) for code, said, _err in results] == [(0, migrate.HEAD)] * 3, results
+    with db.engine.connect() as connection:
+        assert connection.exec_driver_sql(
+            "SELECT value FROM meta WHERE key = 'schema_version'").scalars().all() == [
+            str(int(migrate.HEAD))]
     db.dispose()
 
 
