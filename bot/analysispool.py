@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,36 @@ class _Board:
     def on(self) -> dict[int, int]:
         """pid → the inbound id that child is parsing, for the children parsing one."""
         return {self.pids[n]: self.ids[n] for n in range(len(self.ids)) if self.ids[n]}
+
+
+@dataclass(frozen=True)
+class _Children:
+    """One executor's children: their board, and the executor's table of them.
+
+    A batch keeps the children it was handed to. When one of them dies, the
+    worker may hand the next batch over before it reads this one's answer;
+    the pool then starts new children, with a new board, and only these
+    tell which message the dead child was on.
+    """
+
+    board: _Board
+    # The executor's own dict, filled as it starts children; kept by reference
+    # because the executor lets go of it at shutdown.
+    table: dict[int, multiprocessing.process.BaseProcess]
+    # The pids we killed: for a sibling's hang, or at close. Their SIGKILL is
+    # ours, not the kernel's, and blames no message they were on.
+    killed: set[int] = field(default_factory=set)
+
+    def processes(self) -> list[multiprocessing.process.BaseProcess]:
+        return list(self.table.values())
+
+    def kill(self) -> None:
+        """Kill every child outright: one is stuck in a parse that does not end."""
+        for process in self.processes():
+            if process.is_alive():
+                self.killed.add(process.pid)
+                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                    os.kill(process.pid, signal.SIGKILL)
 
 
 def _start_child(config_path: str, analyse: Analyse, board: _Board) -> None:
@@ -144,7 +174,7 @@ def _reaped(process: multiprocessing.process.BaseProcess | None
 
     The pool's own thread waits for its children too; when both wait at once
     one of them gets ECHILD and multiprocessing reports no exit code for that
-    call, so one look is not enough (seen in CI, under load).
+    call, so one look is not enough.
     """
     if process is None:
         return None
@@ -179,10 +209,15 @@ class PendingAnalysis:
     """A batch handed to the pool; `results` waits for it."""
 
     def __init__(self, pool: AnalysisPool, batch: Sequence[Stored],
-                 future: Future[tuple[int, list[Analysis | None]]] | None) -> None:
+                 handed: tuple[Future[tuple[int, list[Analysis | None]]], _Children] | None
+                 ) -> None:
         self.pool = pool
         self.batch = list(batch)
-        self._future = future
+        self._future, self._children = handed or (None, None)
+
+    def done(self) -> bool:
+        """Whether the answer is in (`results` will not wait): analysed, or failed."""
+        return self._future is None or self._future.done()
 
     def results(self) -> dict[int, Analysis | AnalysisAborted]:
         """inbound id → the pool's Analysis, or why parsing it was aborted.
@@ -191,7 +226,7 @@ class PendingAnalysis:
         analysis raised in the child (the worker records the error with its
         traceback), or the pool failed for a reason not the message's own.
         """
-        if self._future is None:
+        if self._future is None or self._children is None:
             return {}
         try:
             # The batch before this one was answered already, so from here the
@@ -200,11 +235,11 @@ class PendingAnalysis:
         except (BrokenProcessPool, CancelledError):  # cancelled: the pool was closed for
             # an earlier batch's culprit, and this batch may hold one too
             log.warning("an analysis process died during a batch of %d", len(self.batch))
-            return self.pool.recover(self.batch, died=True)
+            return self.pool.recover(self.batch, died=True, children=self._children)
         except TimeoutError:
             log.warning("a batch of %d was not analysed within %g s", len(self.batch),
                         self.pool.timeout)
-            return self.pool.recover(self.batch, died=False)
+            return self.pool.recover(self.batch, died=False, children=self._children)
         except Exception as exc:  # e.g. an Analysis that would not pickle
             log.warning("the analysis pool failed a batch (%s: %s); analysing it in the "
                         "worker", type(exc).__name__, exc)
@@ -223,7 +258,7 @@ class AnalysisPool:
         self.timeout = float(config.bot.analysis_timeout_seconds)
         self._analyse = analyse
         self._executor: ProcessPoolExecutor | None = None
-        self._board: _Board | None = None  # the current executor's
+        self._children: _Children | None = None  # the current executor's
         self.analysed = 0  # messages whose analysis came from a child
         self.aborted = 0  # messages that killed or hung their child
         self._pids: set[int] = set()  # the children of the current executor that answered
@@ -234,13 +269,17 @@ class AnalysisPool:
             return PendingAnalysis(self, [], None)
         return PendingAnalysis(self, batch, self._submit(list(batch)))
 
-    def _submit(self, batch: list[Stored]) -> Future[tuple[int, list[Analysis | None]]]:
+    def _submit(self, batch: list[Stored]
+                ) -> tuple[Future[tuple[int, list[Analysis | None]]], _Children]:
+        """The future of `batch`'s answer, and the children it was handed to."""
         try:
-            return self._pool().submit(_analyse_in_child, batch)
+            future = self._pool().submit(_analyse_in_child, batch)
         except (BrokenProcessPool, RuntimeError) as exc:  # a child died since: start again
             log.warning("analysis pool broken (%s); starting it again", exc)
             self.close()
-            return self._pool().submit(_analyse_in_child, batch)
+            future = self._pool().submit(_analyse_in_child, batch)
+        assert self._children is not None
+        return future, self._children
 
     def answered(self, pid: int, batch: Sequence[Stored], analyses: list[Analysis | None]
                  ) -> dict[int, Analysis | AnalysisAborted]:
@@ -251,15 +290,19 @@ class AnalysisPool:
         self.analysed += len(found)
         return found
 
-    def recover(self, batch: Sequence[Stored], died: bool
+    def recover(self, batch: Sequence[Stored], died: bool, children: _Children
                 ) -> dict[int, Analysis | AnalysisAborted]:
-        """After `batch`'s child died (`died`) or hung: abort the message it was on and
-        analyse the rest again; one at a time if the board does not say which it was."""
+        """After `batch`'s child (one of `children`) died (`died`) or hung: abort the
+        message it was on and analyse the rest again; one at a time if the board does
+        not say which it was."""
         found: dict[int, Analysis | AnalysisAborted] = {}
         left = list(batch)
         while left:
-            culprits = self._culprits(left, died)
-            self.kill()  # a hung child, and on a board read, no one left half-way
+            culprits = self._culprits(left, died, children)
+            children.kill()  # a hung child; no one left half-way
+            # Also the children the next batch went to, if that was after this
+            # batch's child died: a fresh pool times what is parsed again from
+            # its start, not from behind a batch already in it.
             self.close()
             if not culprits:
                 found.update(self.one_at_a_time(left))
@@ -268,8 +311,9 @@ class AnalysisPool:
             left = [item for item in left if item.inbound_id not in culprits]
             if not left or not self.start():
                 return found  # what is left the worker parses, as with no pool
+            future, children = self._submit(left)
             try:
-                pid, analyses = self._submit(left).result(timeout=self.timeout)
+                pid, analyses = future.result(timeout=self.timeout)
             except BrokenProcessPool:
                 died = True
             except TimeoutError:
@@ -283,23 +327,24 @@ class AnalysisPool:
                 return found
         return found
 
-    def _culprits(self, batch: Sequence[Stored], died: bool) -> dict[int, AnalysisAborted]:
-        """The messages of `batch` a dead or hung child was on, by the board."""
+    def _culprits(self, batch: Sequence[Stored], died: bool, children: _Children
+                  ) -> dict[int, AnalysisAborted]:
+        """The messages of `batch` a dead or hung child of `children` was on, by its board."""
         ours = {item.inbound_id: item for item in batch}
-        ended = {process.pid: process for process in self._processes()}
+        ended = {process.pid: process for process in children.processes()}
         culprits: dict[int, AnalysisAborted] = {}
-        for pid, inbound_id in (self._board.on() if self._board else {}).items():
+        for pid, inbound_id in children.board.on().items():
             item = ours.get(inbound_id)
             if item is None:
                 continue  # a child busy with another batch
             if not died:
                 culprits[inbound_id] = self._aborted(item, self._hung())
                 continue
+            if pid in children.killed:
+                continue
             how = _how_ended(_reaped(ended.get(pid)))
             if how is None and self.processes == 1:
-                # The only child is the one that died, whatever its exit code
-                # says: under load the pool's thread can take it first and
-                # leave us none (seen in CI even with _reaped).
+                # The only child is the one that died, whatever its exit code says.
                 how = "ended abruptly"
             if how is not None:  # siblings the pool terminated after it are not culprits
                 culprits[inbound_id] = self._aborted(item, _died(how))
@@ -308,7 +353,6 @@ class AnalysisPool:
     def one_at_a_time(self, batch: Sequence[Stored]) -> dict[int, Analysis | AnalysisAborted]:
         """Analyse each message of `batch` alone, so that one that kills or hangs its
         child is known, recorded as aborted, and costs no other message anything."""
-        self.close()  # a broken or killed pool is of no more use
         found: dict[int, Analysis | AnalysisAborted] = {}
         for done, item in enumerate(batch):
             # A child that cannot even start is no message's fault: then the
@@ -317,7 +361,7 @@ class AnalysisPool:
                 log.error("analysis processes do not start; the worker parses the %d "
                           "message(s) left of this batch itself", len(batch) - done)
                 break
-            future = self._submit([item])
+            future, _children = self._submit([item])
             try:
                 pid, analyses = future.result(timeout=self.timeout)
             except BrokenProcessPool:
@@ -342,19 +386,13 @@ class AnalysisPool:
         self.aborted += 1
         return AnalysisAborted(why)
 
-    def kill(self, processes: Sequence[multiprocessing.process.BaseProcess] | None = None
-             ) -> None:
-        """Kill the children outright: one is stuck in a parse that does not end."""
-        for process in self._processes() if processes is None else processes:
-            if process.is_alive():
-                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
-                    os.kill(process.pid, signal.SIGKILL)
+    def kill(self) -> None:
+        """Kill the current children outright: one is stuck in a parse that does not end."""
+        if self._children is not None:
+            self._children.kill()
 
     def _processes(self) -> list[multiprocessing.process.BaseProcess]:
-        # ProcessPoolExecutor neither kills a stuck child nor tells how one
-        # ended (before Python 3.14); its process table is the only way to both.
-        table = getattr(self._executor, "_processes", None) or {}
-        return list(table.values())
+        return self._children.processes() if self._children is not None else []
 
     def _how_children_ended(self) -> str:
         for process in self._processes():
@@ -378,11 +416,13 @@ class AnalysisPool:
         if self._executor is None:
             # spawn: a fork of a threaded worker (SQLite connections, the event
             # loop's threads) is not safe to run Python in.
-            self._board = _Board(self.processes)
+            board = _Board(self.processes)
             self._executor = ProcessPoolExecutor(
                 max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_child, initargs=(self.config_path, self._analyse,
-                                                    self._board))
+                initializer=_start_child, initargs=(self.config_path, self._analyse, board))
+            # ProcessPoolExecutor neither kills a stuck child nor tells how one
+            # ended (before Python 3.14); its process table is the only way to both.
+            self._children = _Children(board, self._executor._processes)  # type: ignore[attr-defined]
         return self._executor
 
     def child_pids(self) -> list[int]:
@@ -396,10 +436,11 @@ class AnalysisPool:
             self._executor.shutdown(wait=False, cancel_futures=True)
             for process in processes:  # an idle child ends at once
                 process.join(CLOSE_GRACE_SECONDS)
-            self.kill(processes)
+            self.kill()
             # shutdown(wait=False) let go of the pool's thread that would wait
             # for them: a killed child is gone before close returns.
             for process in processes:
                 process.join(CLOSE_GRACE_SECONDS)
             self._executor = None
+            self._children = None
         self._pids = set()

@@ -23,6 +23,7 @@ from bot.analysispool import AnalysisPool, Stored
 from bot.clock import FixedClock
 from bot.config import load_config
 from bot.context import Context, make_context
+from bot.errors import AnalysisAborted
 from bot.pipeline import MAX_ABORTED_ATTEMPTS, TRANSACTION_BATCH, process_pending
 from storage.db import open_database
 from storage.models import (
@@ -250,6 +251,35 @@ def test_a_message_whose_parser_was_killed_goes_through_on_its_retry(tmp_path):
     state, error, incident = _states(ctx)["<poison-2@exampleca.test>"]
     assert (state, error) == (STATE_PROCESSED, None) and incident is not None
     assert len(pidfile.read_text().split()) == 1
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_culprit_is_found_when_the_next_batch_was_handed_over_after_its_child_died(
+        tmp_path, processes):
+    """The worker hands the pool its next batch before it reads this one's answer.
+    If this batch's child has died by then, the next batch goes to new children,
+    and the dead child's message must still be the one blamed, not found by
+    parsing the batch again one message at a time (where a kill-once message
+    would pass, and its kill go unrecorded)."""
+    ctx = _pool_context(tmp_path / "bot")
+    pidfile = tmp_path / "once.pid"
+    forms = _forms_with("kill-once", pidfile, count=6)
+    pool = AnalysisPool(ctx.config, processes=processes,
+                        analyse=poison.analyse_or_misbehave)
+    try:
+        current = pool.submit([Stored(n, raw, NOW, None) for n, raw in enumerate(forms[:5], 1)])
+        eventually("the child to die and the pool to know it", current.done)
+        following = pool.submit([Stored(6, forms[5], NOW, None)])
+        found = current.results()
+        assert set(following.results()) == {6}
+    finally:
+        pool.close()
+    aborted = {n: str(result) for n, result in found.items()
+               if isinstance(result, AnalysisAborted)}
+    assert aborted == {4: "the process parsing it died (killed by SIGKILL)"}
+    assert set(found) == {1, 2, 3, 4, 5}
+    assert len(pidfile.read_text().split()) == 1
+    ctx.db.dispose()
 
 
 def test_the_analysis_timeout_is_a_checked_setting(tmp_path):
