@@ -121,6 +121,20 @@ class _Child:
         self.conn: Connection | None = None
         self.wake = asyncio.Event()  # set: send WAKE (worker) or QUEUED (sender)
         self.ready = asyncio.Event()
+        # `watch` and `stop` both wait for the process, each in a thread. Two
+        # waitpid calls at once leave one with ECHILD, and multiprocessing then
+        # reports the process alive to that one: a clean stop was taken for a
+        # hang (seen under load). One at a time, the second finds the exit code.
+        self._joining = threading.Lock()
+
+    def _join(self, process: multiprocessing.process.BaseProcess,
+              timeout: float | None = None) -> None:
+        """`process.join(timeout)`, never beside another join of ours."""
+        if self._joining.acquire(timeout=-1 if timeout is None else timeout):
+            try:
+                process.join(timeout)
+            finally:
+                self._joining.release()
 
     def spawn(self) -> None:
         sup = self.supervisor
@@ -164,7 +178,7 @@ class _Child:
         while not sup.stopping:
             process = self.process
             assert process is not None
-            await asyncio.to_thread(process.join)
+            await asyncio.to_thread(self._join, process)
             if sup.stopping:
                 return
             log.error("%s process exited with %s; restarting it in %.0f s",
@@ -187,7 +201,7 @@ class _Child:
         process = self.process
         if process is None:
             return True
-        await asyncio.to_thread(process.join, CHILD_STOP_TIMEOUT_SECONDS)
+        await asyncio.to_thread(self._join, process, CHILD_STOP_TIMEOUT_SECONDS)
         if process.is_alive():
             log.error("%s did not stop within %.0f s; terminating it", self.role,
                       CHILD_STOP_TIMEOUT_SECONDS)

@@ -3,6 +3,7 @@ and mail goes on being acknowledged."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 
+from bot.supervisor import _Child
 from tests.harness import (
     BOT,
     CA_CONTACT,
@@ -80,3 +82,27 @@ def test_a_dead_worker_or_sender_is_restarted_and_mail_still_gets_its_answer(tmp
         if proc.poll() is None:
             proc.kill()
         sink.stop()
+
+
+def _ends_at_once() -> None:
+    """A child that has nothing to do (module-level: the child imports it by name)."""
+
+
+def test_a_child_that_ended_is_never_taken_for_alive_while_its_watcher_waits_too():
+    """`stop` waits for a child while `watch` is waiting for it too. Each waits in a
+    thread; a child that ended cleanly must read as ended to `stop`, whichever
+    thread's wait took its exit status (under load, a clean stop was once taken
+    for a hang and `serve` exited 1)."""
+    mp = multiprocessing.get_context("fork")  # the race is in the waiting, not the start
+    child = _Child(None, "worker")  # type: ignore[arg-type]  # the supervisor is not used
+    taken_for_alive = 0
+    for _ in range(100):
+        process = mp.Process(target=_ends_at_once)
+        process.start()
+        watcher = threading.Thread(target=child._join, args=(process,))
+        watcher.start()
+        child._join(process, WAIT_SECONDS)
+        taken_for_alive += process.is_alive()
+        watcher.join()
+        assert process.exitcode == 0
+    assert taken_for_alive == 0
