@@ -295,7 +295,6 @@ def test_starttls_and_polling_without_idle_without_move(tmp_path, dovecot, sink)
         poller.use_move = False  # COPY + \Deleted + UID EXPUNGE of exactly our UIDs
         with dovecot.client() as c:
             # Someone else's mail flagged \Deleted must survive our expunge.
-            c.create_folder("Other")
             c.append("INBOX", plain(99), flags=[b"\\Deleted"])
         dovecot.append(form(1))
         sink.wait_for(sink.to(CA_CONTACT, "Notification received"))
