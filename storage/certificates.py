@@ -17,9 +17,9 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, func, select
 
+from storage.db import insert_on_conflict
 from storage.models import Certificate, CertificateListLoad, Domain
 
 CERTIFICATE_TABLE: sa.Table = Certificate.__table__  # type: ignore[attr-defined]
@@ -32,11 +32,7 @@ CERTIFICATE_COLUMNS = ("incident_id", "key", "sha256", "serial", "issuer", "subj
 
 
 def _insert_ignoring_duplicates(dialect: str, table: sa.Table) -> Any:
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    raise NotImplementedError(f"no duplicate-ignoring insert for the {dialect} dialect")
+    return insert_on_conflict(dialect, table).on_conflict_do_nothing()
 
 
 @dataclass(frozen=True)

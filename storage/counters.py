@@ -11,10 +11,10 @@ from __future__ import annotations
 import functools
 
 from sqlalchemy import bindparam
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 from sqlmodel import Session
 
+from storage.db import insert_on_conflict
 from storage.models import AutoReplyCount
 
 
@@ -31,9 +31,8 @@ def take_auto_reply(session: Session, address: str, day: str, cap: int) -> bool:
 @functools.cache
 def _auto_reply_upsert(dialect_name: str) -> Executable:
     # Built once: making the statement costs more than running it.
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
     table = AutoReplyCount.__table__
-    return dialect.insert(table).values(
+    return insert_on_conflict(dialect_name, table).values(
         address=bindparam("address"), day=bindparam("day"), count=1,
     ).on_conflict_do_update(
         index_elements=[table.c.address, table.c.day],

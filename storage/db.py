@@ -172,11 +172,20 @@ def create_schema(engine: Engine, read_engine: Engine | None = None) -> None:
     with engine.begin() as connection:
         # One statement, not get-then-add: processes starting together on a
         # new database all come here, and an INSERT racing another's fails.
-        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
         table = Meta.__table__  # type: ignore[attr-defined]
-        connection.execute(dialect.insert(table).values(key="schema_version", value=version)
+        connection.execute(insert_on_conflict(connection.dialect.name, table)
+                           .values(key="schema_version", value=version)
                            .on_conflict_do_update(index_elements=[table.c.key],
                                                   set_={"value": version}))
+
+
+def insert_on_conflict(dialect_name: str, table: sa.Table) -> Any:
+    """An INSERT that takes ON CONFLICT clauses: SQLite's and PostgreSQL's have one form."""
+    if dialect_name == "sqlite":
+        return sqlite.insert(table)
+    if dialect_name == "postgresql":
+        return postgresql.insert(table)
+    raise NotImplementedError(f"no INSERT ... ON CONFLICT for the {dialect_name} dialect")
 
 
 class Database:
