@@ -10,7 +10,7 @@ from sqlmodel import select
 from bot.clock import FixedClock
 from bot.config import load_config
 from bot.context import make_context
-from bot.decide import route
+from bot.decide import incidents, route
 from bot.pipeline import TRANSACTION_BATCH, process_pending
 from storage.db import open_database
 from storage.models import (
@@ -63,4 +63,38 @@ def test_a_message_failing_halfway_is_rolled_back_alone(tmp_path, monkeypatch):
     assert sorted(a.inbound_id for a in acks) == sorted(r.id for r in rows.values())
     # Numbered without a gap: the failed message's incident number was rolled back too.
     assert sorted(i.seq for i in incidents) == list(range(1, count))
+    ctx.db.dispose()
+
+
+def test_a_message_failing_inside_opening_its_incident_leaves_its_number_to_the_next(
+        tmp_path, monkeypatch):
+    """The failure is raised while the incident is being opened (its row written,
+    its acknowledgement not yet queued), and the half-made incident is still held
+    (here by the test; in life by a traceback an error reporter keeps): the next
+    message must open the incident of that number all the same."""
+    config = load_config(write_config(tmp_path, smtp_port=1, relay_port=1,
+                                      outgoing_mode="maildir"))
+    ctx = make_context(config, open_database(config.storage_url), FixedClock(NOW))
+    with ctx.db.write() as session:
+        store_batch(session, [Arrival(make_mail(CA_CONTACT, f"Security incident {n}",
+                                                COMPLETE_FORM,
+                                                message_id=f"<inside-{n}@exampleca.test>"),
+                                      "smtp", NOW) for n in range(3)])
+    acknowledge = incidents.acknowledgement
+    held = []
+
+    def fail_for_the_first(session, ctx, incident, inbound, *rest):  # type: ignore[no-untyped-def]
+        if inbound.message_id == "<inside-0@exampleca.test>":
+            held.append(incident)
+            raise RuntimeError("the template said no")
+        return acknowledge(session, ctx, incident, inbound, *rest)
+
+    monkeypatch.setattr(incidents, "acknowledgement", fail_for_the_first)
+    report = process_pending(ctx)
+
+    assert (report.processed, report.failed) == (2, 1)
+    with ctx.db.read() as session:
+        opened = {i.thread_message_id: i.id for i in session.exec(select(Incident))}
+    assert opened == {"<inside-1@exampleca.test>": "INC-2026-0001",
+                      "<inside-2@exampleca.test>": "INC-2026-0002"}
     ctx.db.dispose()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import insert
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, col, func, select
 
 from bot.analysis import Analysis
@@ -99,15 +100,16 @@ def record_form(session: Session, incident: Incident, form: ParsedForm,
             data=json.dumps({"key": key, "value": field.value,
                              "previous": old.value if old else None}),
         ))
-    if superseded or incident in session.new:
-        # What the new answers depend on goes first: the answers they replace
-        # (one current answer per key) and a new incident row. Only then: a
-        # flush costs as much again as the answers' insert.
+    if superseded:
+        # The answers they replace go first (one current answer per key). Only
+        # then: a flush costs as much again as the answers' insert.
         session.flush()
     if new_rows:
         # One executemany: a form has a dozen answers, and ORM objects for each
-        # were a tenth of the pipeline's time in bench/intake.py.
-        session.execute(insert(FormValue.__table__), new_rows)  # type: ignore[arg-type]
+        # were a tenth of the pipeline's time in bench/intake.py. On the
+        # session's connection: the session's own execute would flush all
+        # that is pending first. The incident row is written already.
+        session.connection().execute(insert(FormValue.__table__), new_rows)  # type: ignore[arg-type]
     if first and changes:
         session.add(Event(
             incident_id=incident.id, at=now, rule="R1a", inbound_id=inbound.id,
@@ -117,6 +119,29 @@ def record_form(session: Session, incident: Incident, form: ParsedForm,
             data=json.dumps({c.key: c.value for c in changes}),
         ))
     return changes
+
+
+def _insert_alone(session: Session, incident: Incident) -> None:
+    """INSERT the new incident's row now, and let the session hold it as loaded.
+
+    What follows refers to the row at once (the form's answers and the queued
+    mail are written without the ORM). A flush would do it too, but would write
+    everything else pending with it, for each new incident: a sixth of acting
+    on a notification in bench/intake.py.
+    """
+    if session.in_nested_transaction():
+        # Acted on with a savepoint per message (a message of the batch
+        # failed): rolling a savepoint back forgets the objects it saw
+        # inserted, so that the next incident may take this one's number.
+        session.add(incident)
+        session.flush()
+        return
+    table = Incident.__table__  # type: ignore[attr-defined]
+    session.connection().execute(
+        insert(table).values({column.key: getattr(incident, column.key)
+                              for column in table.columns}))
+    make_transient_to_detached(incident)
+    session.add(incident)
 
 
 def open_incident(session: Session, ctx: Context, inbound: InboundMessage,
@@ -136,8 +161,7 @@ def open_incident(session: Session, ctx: Context, inbound: InboundMessage,
     times = {k: (form.fields[k].at if k in form.fields else None) for k in TIME_FIELDS}
     r1 = compute_r1(ruleset, times, notified_at)
     _apply_timeliness(incident, r1)
-    session.add(incident)
-    session.flush()
+    _insert_alone(session, incident)
     session.add(Event(
         incident_id=incident.id, at=notified_at, kind="incident-opened", rule="R1",
         inbound_id=inbound.id,
