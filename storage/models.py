@@ -215,8 +215,8 @@ class OutboundMessage(SQLModel, table=True):
     data: bytes = Field(sa_type=sa.LargeBinary)
     status: str = OUT_QUEUED
     # Those of `recipients` it could not reach for good (refused by the relay
-    # with 5xx, or bounced), comma-separated; when that is all of them the
-    # status is failed, else the others have it.
+    # with 5xx, or bounced), comma-separated; when that includes every To
+    # recipient the status is failed (bot/outbox/verdict.py), else sent.
     failed_recipients: str | None = None
     # Those of `recipients` the relay deferred (4xx) while others took it: the
     # next attempt goes to them alone (RFC 5321 4.5.4.1), not again to all.

@@ -8,10 +8,12 @@ link is tried in order of trust: the VERP token of the return path we gave
 that mail (envelope recipient, else Delivered-To and friends), else the
 returned Message-ID, else the most recent mail we sent to the failed address.
 
-A bounce is never answered. A permanent failure marks the mail `failed` with
-the reason, puts an event in the incident's timeline and alerts staff (never
-for a failed alert: `bot.decide.alerts.NO_ALERT_ON_FAILURE`); a delay, a
-delivery or a read receipt is only noted.
+A bounce is never answered. A permanent failure marks the mail failed for
+the recipients it names, with the reason (the mail's status then follows
+`bot.outbox.verdict`: `failed` once its To has bounced), puts an event in the
+incident's timeline and alerts staff (never for a failed alert:
+`bot.decide.alerts.NO_ALERT_ON_FAILURE`); a delay, a delivery or a read
+receipt is only noted.
 """
 
 from __future__ import annotations
@@ -133,8 +135,12 @@ def handle_bounce(session: Session, ctx: Context, inbound: InboundMessage, analy
                     f"(found by {how}): {reason}")[:MAX_NOTE_CHARS]
     _timeline(session, inbound, incident_id, "bounce-received",
               f"bounce of {what}: {reason}", row.id)
-    if row.status == OUT_FAILED or set(failed_for) <= set(comma_list(row.failed_recipients)):
-        return  # a second report about the same failure: staff were told already
+    if set(failed_for) <= set(comma_list(row.failed_recipients)) or (
+            row.status == OUT_FAILED and not row.failed_recipients):
+        # A second report about the same failure (or about a mail failed as a
+        # whole before recipients were recorded): staff were told already. A
+        # mail failed for its To may still fail for a Cc: that is news.
+        return
     log.warning("outgoing %s marked failed for %s by bounce %s: %s", row.message_id,
                 ",".join(failed_for), inbound.id, reason)
     mark_failed(session, ctx, row, reason, failed_for)

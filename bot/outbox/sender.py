@@ -25,6 +25,7 @@ from bot.config import Config
 from bot.context import Context
 from bot.errors import PermanentDeliveryError, TemporaryDeliveryError
 from bot.logs import note_events
+from bot.outbox.verdict import mail_status
 from storage.models import (
     OUT_FAILED,
     OUT_QUEUED,
@@ -331,10 +332,11 @@ def _mark_delivered(session: Session, ctx: Context, row: OutboundMessage,
     if deferred and row.attempts >= MAX_ATTEMPTS:
         deferred = {}  # given up: failed below like a 5xx
     failed = {a: r for a, r in refused.items() if a not in deferred}
-    if row.status != OUT_FAILED:
-        row.status = OUT_SENT
     row.sent_at = now
     row.retry_recipients = ",".join(deferred) or None
+    # A To that failed earlier (refused, or bounced) keeps the mail failed
+    # once these retries are done: mail_status judges it from every recipient.
+    row.status = mail_status(row)
     if row.incident_id:
         session.add(Event(incident_id=row.incident_id, at=now, kind=f"mail-sent:{row.kind}",
                           summary=f"{row.kind} {row.message_id} sent to {','.join(delivered)}",
@@ -342,7 +344,6 @@ def _mark_delivered(session: Session, ctx: Context, row: OutboundMessage,
     log.info("sent %s %s for %s to %s", row.kind, row.message_id, row.incident_id or "-",
              ",".join(delivered))
     if deferred:
-        row.status = OUT_QUEUED
         row.next_attempt_at = now + _backoff(row.attempts)
         row.last_error = _refusals("deferred", deferred)[:1000]
         log.warning("delivery of %s to %s deferred (attempt %d): %s", row.message_id,
@@ -360,19 +361,15 @@ def _refusals(what: str, refused: Refused) -> str:
 
 def mark_failed(session: Session, ctx: Context, row: OutboundMessage, error: str,
                  failed_for: list[str]) -> None:
-    """`row` will never reach `failed_for`; failed as a whole once that is everyone."""
+    """`row` will never reach `failed_for`; its status then follows bot.outbox.verdict."""
     from bot.decide.alerts import delivery_failed
 
     failed = [a for a in comma_list(row.recipients)
               if a in {*comma_list(row.failed_recipients), *failed_for}]
     row.failed_recipients = ",".join(failed) or None
-    whole = set(failed) >= set(comma_list(row.recipients))
     row.retry_recipients = ",".join(
         a for a in comma_list(row.retry_recipients) if a not in failed) or None
-    if whole:
-        row.status = OUT_FAILED
-    elif row.retry_recipients is None:
-        row.status = OUT_SENT  # the others have it, and no one is left to try
+    row.status = mail_status(row)
     row.last_error = error[:1000]
     session.add(row)
     delivery_failed(session, ctx, row, error, failed_for)
