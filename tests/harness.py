@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +30,8 @@ from bot.clock import FixedClock
 from bot.config import Config, load_config
 
 STAFF = "alice@program.test"
+# A second staff member, configured where a test needs a team: never sends a command.
+OTHER_STAFF = "bob@program.test"
 BOT = "rootnotify@program.test"
 CA_CONTACT = "incidents@exampleca.test"
 CA_OTHER_CONTACT = "security@exampleca.test"
@@ -162,8 +164,10 @@ class Sink:
 def write_config(tmp_path: Path, *, smtp_port: int, relay_port: int, ruleset: str = "2019-03",
                  staff_auth: str = "none", extra: str = "", timezone: str = "UTC",
                  outgoing_mode: str = "smtp", imap: str = "",
-                 storage_url: str = "sqlite:///var/rootnotify.db") -> Path:
+                 storage_url: str = "sqlite:///var/rootnotify.db",
+                 staff: Sequence[str] = (STAFF,)) -> Path:
     """The test configuration; `imap` is the body of an [imap] table (empty: none)."""
+    staff_list = ", ".join(f'"{address}"' for address in staff)
     path = tmp_path / "config.toml"
     path.write_text(f"""
 [bot]
@@ -188,7 +192,7 @@ port = {relay_port}
 from = "Root Program <{BOT}>"
 
 [staff]
-addresses = ["{STAFF}"]
+addresses = [{staff_list}]
 auth = "{staff_auth}"
 {"[imap]" if imap else ""}
 {imap}

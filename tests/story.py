@@ -9,7 +9,7 @@ bot.outbox.signing), moving the clock and running the scheduler as `tick`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,12 +68,13 @@ def _edit_config(path: Path, pki: Pki, staff_auth: str) -> None:
 @contextmanager
 def story_bot(tmp_path: Path, at: datetime, *, ruleset: str = "2019-03",
               staff_auth: str = "none", pki: Pki | None = None,
-              extra: str = "") -> Iterator[tuple[RunningBot, Sink, Pki]]:
+              extra: str = "", staff: Sequence[str] = (STAFF,)
+              ) -> Iterator[tuple[RunningBot, Sink, Pki]]:
     """A running bot whose Example CA has two roots and whose staff have a signing CA."""
     pki = pki or make_pki()
     sink = Sink().start()
     path = write_config(tmp_path, smtp_port=free_port(), relay_port=sink.port, ruleset=ruleset,
-                        staff_auth=staff_auth, extra=extra)
+                        staff_auth=staff_auth, extra=extra, staff=staff)
     _edit_config(path, pki, staff_auth)
     bot = RunningBot(load_config(path), FixedClock(at)).start()
     try:
