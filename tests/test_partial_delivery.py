@@ -22,7 +22,7 @@ from bot.outbox.enqueue import enqueue
 from bot.outbox.render import MailSpec
 from bot.outbox.sender import deliver_due, transport_for
 from storage.db import open_database
-from storage.models import OUT_QUEUED, OUT_SENT, OutboundMessage
+from storage.models import OUT_FAILED, OUT_QUEUED, OUT_SENT, OutboundMessage
 from tests.harness import CA_CONTACT, CA_OTHER_CONTACT, STAFF, Sink, write_config
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -129,3 +129,31 @@ def test_a_deferred_recipient_refused_on_its_retry_is_failed_and_the_other_kept(
     assert alert.subject == f"Delivery failed: acknowledgement to {CA_OTHER_CONTACT}"
     assert f"It did reach {CA_CONTACT}." in alert.data.decode()
     assert _copies(relay, ack) == [[CA_CONTACT]]
+
+
+def test_a_to_refused_for_good_while_the_cc_is_deferred_is_failed_once_the_cc_has_it(ctx, relay):
+    """The Cc's retry still happens (the mail stays queued for it), and when the Cc has
+    it the mail is failed: its To never will (bot/outbox/verdict.py)."""
+    relay.handler.rcpt_replies[CA_CONTACT] = "550 5.1.1 <incidents@exampleca.test>: no such user"
+    relay.handler.rcpt_replies[CA_OTHER_CONTACT] = "450 4.2.0 greylisted, come back later"
+    with ctx.db.write() as session:
+        ack = enqueue(session, ctx, MailSpec(
+            kind="acknowledgement", to=[CA_CONTACT], cc=[CA_OTHER_CONTACT],
+            subject="[INC-2026-0001] Notification received", body="Received.")).message_id
+    deliver_due(ctx, transport_for(ctx.config))
+    row = _row(ctx, ack)
+    assert (row.status, row.failed_recipients, row.retry_recipients) == (
+        OUT_QUEUED, CA_CONTACT, CA_OTHER_CONTACT)
+    assert _copies(relay, ack) == []
+    [alert] = _alerts(ctx)  # staff know now, not after two days of retries
+    assert alert.subject == f"Delivery failed: acknowledgement to {CA_CONTACT}"
+    assert "It did reach" not in alert.data.decode()
+
+    del relay.handler.rcpt_replies[CA_OTHER_CONTACT]
+    ctx.clock.set(row.next_attempt_at)  # type: ignore[attr-defined]
+    deliver_due(ctx, transport_for(ctx.config))
+    assert _copies(relay, ack) == [[CA_OTHER_CONTACT]]
+    row = _row(ctx, ack)
+    assert (row.status, row.failed_recipients, row.retry_recipients) == (
+        OUT_FAILED, CA_CONTACT, None)
+    assert len(_alerts(ctx)) == 1

@@ -60,8 +60,9 @@ Refused = dict[str, tuple[int, str]]
 
 class Transport(Protocol):
     def send(self, envelope_from: str, recipients: list[str], data: bytes) -> Refused | None:
-        """Deliver, saying which recipients were refused if some were;
-        raise TemporaryDeliveryError / PermanentDeliveryError if none took it."""
+        """Deliver, saying which recipients were refused if some were; raise
+        TemporaryDeliveryError / PermanentDeliveryError if none took it, all
+        deferred or all refused for good (a mix is returned, one by one)."""
         ...
 
 
@@ -108,7 +109,11 @@ class SmtpRelay:
             detail = "; ".join(f"{r}: {c} {m!r}" for r, (c, m) in exc.recipients.items())
             if all(500 <= c < 600 for c in codes):
                 raise PermanentDeliveryError(f"all recipients refused: {detail}") from exc
-            raise TemporaryDeliveryError(f"recipients refused: {detail}") from exc
+            if all(not 500 <= c < 600 for c in codes):
+                raise TemporaryDeliveryError(f"recipients refused: {detail}") from exc
+            # Some refused for good, some deferred: each is judged alone, so the
+            # refused one is failed now, not retried for two days with the others.
+            refused = exc.recipients
         except smtplib.SMTPResponseException as exc:
             text = f"{exc.smtp_code} {exc.smtp_error!r}"
             if 500 <= exc.smtp_code < 600:
@@ -117,8 +122,9 @@ class SmtpRelay:
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
             raise TemporaryDeliveryError(f"relay {self.out.host}:{self.out.port}: {exc}") from exc
-        # Some recipients took it; the others are the caller's to record (and,
-        # if deferred, to retry alone, so that those who have it get it once).
+        # Some recipients took it (or none did, but not all for the same
+        # reason); the others are the caller's to record (and, if deferred, to
+        # retry alone, so that those who have it get it once).
         return {address: (code, text.decode(errors="replace")
                           if isinstance(text, bytes) else str(text))
                 for address, (code, text) in refused.items()}
@@ -332,17 +338,19 @@ def _mark_delivered(session: Session, ctx: Context, row: OutboundMessage,
     if deferred and row.attempts >= MAX_ATTEMPTS:
         deferred = {}  # given up: failed below like a 5xx
     failed = {a: r for a, r in refused.items() if a not in deferred}
-    row.sent_at = now
     row.retry_recipients = ",".join(deferred) or None
     # A To that failed earlier (refused, or bounced) keeps the mail failed
     # once these retries are done: mail_status judges it from every recipient.
     row.status = mail_status(row)
-    if row.incident_id:
-        session.add(Event(incident_id=row.incident_id, at=now, kind=f"mail-sent:{row.kind}",
-                          summary=f"{row.kind} {row.message_id} sent to {','.join(delivered)}",
-                          outbound_id=row.id))
-    log.info("sent %s %s for %s to %s", row.kind, row.message_id, row.incident_id or "-",
-             ",".join(delivered))
+    if delivered:
+        row.sent_at = now
+        if row.incident_id:
+            session.add(Event(incident_id=row.incident_id, at=now,
+                              kind=f"mail-sent:{row.kind}", outbound_id=row.id,
+                              summary=f"{row.kind} {row.message_id} sent to "
+                                      f"{','.join(delivered)}"))
+        log.info("sent %s %s for %s to %s", row.kind, row.message_id, row.incident_id or "-",
+                 ",".join(delivered))
     if deferred:
         row.next_attempt_at = now + _backoff(row.attempts)
         row.last_error = _refusals("deferred", deferred)[:1000]
