@@ -275,6 +275,11 @@ def test_a_dsn_naming_the_to_fails_the_acknowledgement(tmp_path):
         assert (ack["status"], ack["failed_to"], ack["retrying_to"]) == (
             "failed", [CA_CONTACT], [])
         assert "mail-failed" in [e["kind"] for e in show(bot, inc)["events"]]
+        # Failed for its To, the mail may still bounce for its Cc: that is news too.
+        bot.send(dsn(ack["message_id"], CA_OTHER_CONTACT), sender="", to=BOT)
+        sink.wait_for(sink.to(OTHER_STAFF, "Delivery failed"), count=2)
+        mail = the_mail(bot, inc, ack["message_id"])()
+        assert (mail["status"], mail["failed_to"]) == ("failed", CONTACTS)
 
 
 def test_a_dsn_naming_only_the_cc_leaves_the_acknowledgement_sent(tmp_path):
