@@ -140,7 +140,10 @@ def test_a_to_refused_for_good_while_the_cc_is_deferred_is_failed_once_the_cc_ha
         ack = enqueue(session, ctx, MailSpec(
             kind="acknowledgement", to=[CA_CONTACT], cc=[CA_OTHER_CONTACT],
             subject="[INC-2026-0001] Notification received", body="Received.")).message_id
-    deliver_due(ctx, transport_for(ctx.config))
+    report = deliver_due(ctx, transport_for(ctx.config))
+    # What `tick` prints: the acknowledgement deferred, and the staff alert about
+    # its To (queued meanwhile) sent in the same pass.
+    assert (report.sent, report.retried, report.failed) == (1, 1, 0)
     row = _row(ctx, ack)
     assert (row.status, row.failed_recipients, row.retry_recipients) == (
         OUT_QUEUED, CA_CONTACT, CA_OTHER_CONTACT)
@@ -151,7 +154,8 @@ def test_a_to_refused_for_good_while_the_cc_is_deferred_is_failed_once_the_cc_ha
 
     del relay.handler.rcpt_replies[CA_OTHER_CONTACT]
     ctx.clock.set(row.next_attempt_at)  # type: ignore[attr-defined]
-    deliver_due(ctx, transport_for(ctx.config))
+    report = deliver_due(ctx, transport_for(ctx.config))
+    assert (report.sent, report.retried, report.failed) == (1, 0, 0)
     assert _copies(relay, ack) == [[CA_OTHER_CONTACT]]
     row = _row(ctx, ack)
     assert (row.status, row.failed_recipients, row.retry_recipients) == (

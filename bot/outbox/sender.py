@@ -280,9 +280,11 @@ def _record(session: Session, ctx: Context, outcomes: list[Outcome],
             mark_failed(session, ctx, fresh, outcome.error or "", _attempted(outcome.row))
             report.failed += 1
         elif outcome.status == OUT_SENT:
-            _mark_delivered(session, ctx, fresh, _attempted(outcome.row),
-                            outcome.refused or {})
-            report.sent += 1
+            if _mark_delivered(session, ctx, fresh, _attempted(outcome.row),
+                               outcome.refused or {}):
+                report.sent += 1
+            else:  # no one took it: one refused for good, the others deferred
+                report.retried += 1
         else:
             _mark_retry(session, ctx, fresh, outcome.error or "")
             report.retried += 1
@@ -329,9 +331,10 @@ def _mark_retry(session: Session, ctx: Context, row: OutboundMessage, error: str
 
 
 def _mark_delivered(session: Session, ctx: Context, row: OutboundMessage,
-                    attempted: list[str], refused: Refused) -> None:
+                    attempted: list[str], refused: Refused) -> bool:
     """`attempted` took the mail but for `refused`: those who have it are not sent it
-    again; a deferred one (4xx) is retried alone, a refused one (5xx) is failed."""
+    again; a deferred one (4xx) is retried alone, a refused one (5xx) is failed.
+    True when someone took it."""
     now = ctx.clock.now()
     delivered = [a for a in attempted if a not in refused]
     deferred = {a: r for a, r in refused.items() if not 500 <= r[0] < 600}
@@ -360,6 +363,7 @@ def _mark_delivered(session: Session, ctx: Context, row: OutboundMessage,
         mark_failed(session, ctx, row, _refusals("refused", failed), list(failed))
     else:
         session.add(row)
+    return bool(delivered)
 
 
 def _refusals(what: str, refused: Refused) -> str:
