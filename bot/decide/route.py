@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from sqlmodel import Session
 
 from bot.analysis import Analysis
+from bot.clock import FixedClock
 from bot.context import Context
 from bot.decide.alerts import alert_staff
 from bot.decide.bounces import handle_bounce
@@ -88,7 +90,14 @@ FOLLOW_UPS: tuple[Handler, ...] = (report_limits, alert_on_signature, record_dis
 
 
 def act(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis) -> None:
-    """Classify and act, inside the caller's transaction."""
+    """Classify and act, inside the caller's transaction, at the time the mail was received.
+
+    Every decision takes "now" from the mail (DESIGN: time comes from the
+    mail): its due dates, its events and the mail it queues are stamped with
+    its receipt time, so `ingest` of old mail, a backlog or `reprocess` give
+    what live SMTP gave, and a `tick --now` after the receipt sends the answers.
+    """
+    ctx = replace(ctx, clock=FixedClock(inbound.received_at))
     message = analysis.message
     inbound.from_address = message.from_address
     inbound.subject = message.subject[:500] if message.subject else None

@@ -70,7 +70,7 @@ def _when(at: datetime) -> str:
 
 def request(run: Run, step: Step) -> list[str]:
     incident, cmd = run.incident, step.command
-    assert incident is not None and step.due is not None and cmd.what is not None
+    assert incident is not None and cmd.what is not None
     kind = REQUEST_KINDS[cmd.what]
     lines = []
     if kind in SINGLE_REQUESTS and cancel_open(run.session, incident, run.now,

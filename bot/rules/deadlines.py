@@ -17,9 +17,6 @@ AUDIENCE_STAFF = "staff"  # only staff are told, once, when it ends (the notice 
 # P1/M1: a notice's action may not come sooner than this after the notice,
 # unless the incident is marked exceptional.
 NOTICE_PERIOD = timedelta(days=7)
-# Where staff give no due date, a request is due this long after it is made:
-# a week is the cadence the program's staff use for follow-ups.
-DEFAULT_REQUEST_PERIOD = timedelta(days=7)
 
 
 @dataclass(frozen=True)

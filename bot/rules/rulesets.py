@@ -142,6 +142,16 @@ class Ruleset:
     # P1 wording in notices.
     revoke_wording: str
     public_disclosure_required: bool
+    # R2, R5, info: a request sent without `due DATE` is due this long after
+    # the command's receipt; a kind not listed has no due date and no reminders
+    # (neither text sets a period for them).
+    undated_request_periods: tuple[tuple[str, timedelta], ...] = ()
+    # R4 (2026-02 "once the incident has been resolved"): the final report is
+    # due this long after /resolved, unless staff set a date; None: not opened.
+    final_report_after_resolved: timedelta | None = None
+
+    def undated_request_period(self, kind: str) -> timedelta | None:
+        return dict(self.undated_request_periods).get(kind)
 
     def form_field_keys(self) -> tuple[str, ...]:
         return tuple(f.key for f in self.form_fields)
@@ -175,6 +185,10 @@ RULESET_2026_02 = Ruleset(
     final_report_when="once the incident has been resolved",
     revoke_wording="remove and/or disallow",
     public_disclosure_required=True,
+    # The text says "once resolved" and names no period; two weeks is the
+    # CCADB's customary time for a full incident report. `/request
+    # final-report due DATE` replaces it.
+    final_report_after_resolved=timedelta(days=14),
 )
 
 RULESETS: dict[str, Ruleset] = {r.name: r for r in (RULESET_2019_03, RULESET_2026_02)}

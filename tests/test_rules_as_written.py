@@ -1,0 +1,166 @@
+"""The rules as the text says them, tried as a new user would (issue 16).
+
+Every story goes through the command line: mail is taken in with `rootnotify
+ingest` (its receipt time is the `Received:` stamp it carries, days away from
+the wall clock the command runs at), the scheduler and the outbox run with
+`rootnotify tick --now`, and what a user checks is `rootnotify show --json`
+and the mail that landed in the maildir outbox.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import mailbox
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+from tests.harness import CA_CONTACT, STAFF, free_port, make_mail, write_config
+
+INCIDENT = "INC-2026-0001"
+DISCOVERY_FORM = """\
+CA name: Example CA
+Incident type: mis-issuance
+When did the incident occur: {incident_at}
+Who detected the incident: An external researcher
+When the CA discovered the incident: {discovered_at}
+Where the incident occurred: Example Issuing CA 2
+Which roots (and end-entity certificates, if requested) were affected: Example Root R1
+Which sub-CAs were affected: Example Issuing CA 2
+What the CA believes the underlying cause is: A CAA check skipped for IDN domains
+Remedial measures taken or planned: Fixed the check; revoking 12 certificates
+Number of end-entity certificates affected: 12
+Information or actions the CA asks the program to take: none
+"""
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+@dataclass
+class Desk:
+    """One rootnotify installation driven through its command line, as an operator does."""
+
+    tmp_path: Path
+    config: Path
+    sent: list[str] = field(default_factory=list)  # Message-IDs of mail ingested, in order
+    runner: CliRunner = field(default_factory=CliRunner)
+
+    def run(self, *args: str) -> str:
+        result = self.runner.invoke(app, ["--config", str(self.config), *args])
+        if result.exit_code != 0:
+            raise AssertionError(f"rootnotify {' '.join(args)} exited {result.exit_code}:\n"
+                                 f"{result.output}\n{result.exception!r}")
+        return result.stdout
+
+    def ingest(self, sender: str, subject: str, body: str, received: str,
+               in_reply_to: str | None = None) -> str:
+        """A mail received at `received` (its Received: stamp), taken in by `ingest`."""
+        when = at(received)
+        raw = make_mail(sender, subject, body, date=when, in_reply_to=in_reply_to,
+                        headers={"Received": "from mx.sender.test by mx.program.test; "
+                                             + format_datetime(when)})
+        path = self.tmp_path / f"mail-{len(self.sent)}.eml"
+        path.write_bytes(raw)
+        message_id = email.message_from_bytes(raw)["Message-ID"]
+        self.sent.append(message_id)
+        out = self.run("ingest", str(path))
+        assert "1 stored" in out and "1 processed" in out, out
+        return message_id
+
+    def notify(self, form: str, received: str) -> str:
+        return self.ingest(CA_CONTACT, "Security incident notification", form, received)
+
+    def reply(self, body: str, received: str, sender: str = CA_CONTACT,
+              subject: str = f"Re: [{INCIDENT}] Notification received") -> str:
+        return self.ingest(sender, subject, body, received, in_reply_to=self.sent[0])
+
+    def command(self, body: str, received: str) -> str:
+        return self.reply(body, received, sender=STAFF)
+
+    def tick(self, now: str) -> str:
+        return self.run("tick", "--now", now)
+
+    def show(self) -> dict[str, Any]:
+        return json.loads(self.run("show", INCIDENT, "--json"))
+
+    def outbox(self) -> list[email.message.EmailMessage]:
+        """Every mail delivered so far, in the order it was queued (its Message-ID's id)."""
+        box = mailbox.Maildir(self.tmp_path / "var" / "outbox", create=False)
+        mails = [email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
+                 for m in box]
+        return sorted(mails, key=lambda m: str(m["Date"]))  # type: ignore[return-value]
+
+    def mails(self, to: str, subject_part: str) -> list[Any]:
+        return [m for m in self.outbox() if to in str(m["To"]) + str(m.get("Cc", ""))
+                and subject_part in str(m["Subject"])]
+
+
+def body(mail: Any) -> str:
+    return mail.get_body(preferencelist=("plain",)).get_content()
+
+
+@pytest.fixture
+def desk_factory(tmp_path: Path):  # type: ignore[no-untyped-def]
+    def make(ruleset: str = "2019-03") -> Desk:
+        config = write_config(tmp_path, smtp_port=free_port(), relay_port=free_port(),
+                              ruleset=ruleset, outgoing_mode="maildir")
+        return Desk(tmp_path, config)
+    return make
+
+
+def deadlines(data: dict[str, Any], kind: str) -> list[tuple[str | None, str]]:
+    return [(d["due_at"], d["state"]) for d in data["deadlines"] if d["kind"] == kind]
+
+
+# ------------------------------------------------------------------ point 2
+
+
+def test_due_dates_run_from_the_receipt_of_the_command_not_from_the_processing_clock(
+        desk_factory):
+    """R3, R5: a request's due date derives from the command mail's receipt time."""
+    desk = desk_factory()
+    desk.notify(DISCOVERY_FORM.format(incident_at="2026-12-10T01:00Z",
+                                      discovered_at="2026-12-10T02:00Z"),
+                received="2026-12-10T08:00Z")
+    desk.command("/request reports every 7d", received="2026-12-11T09:00Z")
+    desk.command("/request investigative-report", received="2026-12-11T09:05Z")
+    desk.tick("2026-12-11T10:00Z")
+
+    data = desk.show()
+    assert deadlines(data, "periodic-report") == [("2026-12-18T09:00:00+00:00", "open")]
+    # An undated request has no due date (neither ruleset gives one) and no reminders.
+    assert deadlines(data, "investigative-report") == [(None, "open")]
+    desk.tick("2027-02-01T10:00Z")  # long after any invented due date
+    reminders = desk.mails(CA_CONTACT, "investigative")
+    assert [str(m["Subject"]) for m in reminders] == [
+        f"[{INCIDENT}] Request: the investigative and technical report"]
+    assert not desk.mails(STAFF, "Overdue: the investigative")
+    assert [d["state"] for d in desk.show()["deadlines"]
+            if d["kind"] == "investigative-report"] == ["open"]
+
+
+# ------------------------------------------------------------------ point 3
+
+
+def test_mail_queued_by_an_ingested_message_is_sent_by_a_tick_at_its_receipt_time(
+        desk_factory):
+    """DESIGN: time is injectable; the acknowledgement is stamped with the receipt time."""
+    desk = desk_factory()
+    desk.notify(DISCOVERY_FORM.format(incident_at="2026-03-01T01:00Z",
+                                      discovered_at="2026-03-01T02:00Z"),
+                received="2026-03-01T08:00Z")
+    desk.tick("2026-03-01T08:00:05Z")
+    ack = desk.mails(CA_CONTACT, "Notification received")
+    assert len(ack) == 1
+    assert len(desk.mails(STAFF, "New incident")) == 1
+    assert ack[0]["Date"].datetime == at("2026-03-01T08:00Z")
