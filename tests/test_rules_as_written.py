@@ -164,3 +164,44 @@ def test_mail_queued_by_an_ingested_message_is_sent_by_a_tick_at_its_receipt_tim
     assert len(ack) == 1
     assert len(desk.mails(STAFF, "New incident")) == 1
     assert ack[0]["Date"].datetime == at("2026-03-01T08:00Z")
+
+
+# ------------------------------------------------------------------ point 7
+
+
+def report_text(ruleset_name: str) -> str:
+    """A complete final report numbered as `ruleset_name`'s list, the seed's questions as headings."""
+    from bot.rules.rulesets import get_ruleset
+
+    items = get_ruleset(ruleset_name).final_report_items
+    return "\n\n".join(f"{n}. {item.question}\n\nOur answer on {item.title.lower()}."
+                       for n, item in enumerate(items, 1))
+
+
+@pytest.mark.parametrize(("ruleset", "written_as", "count"), [
+    ("2026-02", "2019-03", 14), ("2019-03", "2026-02", 15), ("2026-02", "2026-02", 14)])
+def test_final_report_checklist_numbers_by_the_incidents_ruleset(desk_factory, ruleset,
+                                                                 written_as, count):
+    """R4: the checklist runs 1..N of the incident's ruleset; a report numbered the
+    other ruleset's way is matched by its headings."""
+    from bot.rules.rulesets import get_ruleset
+
+    desk = desk_factory(ruleset)
+    desk.notify(DISCOVERY_FORM.format(incident_at="2026-12-10T01:00Z",
+                                      discovered_at="2026-12-10T02:00Z"),
+                received="2026-12-10T08:00Z")
+    desk.reply(report_text(written_as), received="2026-12-20T08:00Z",
+               subject=f"Re: [{INCIDENT}] Final report")
+    desk.tick("2026-12-20T08:01Z")
+    receipt = desk.mails(CA_CONTACT, "Final report received")
+    assert len(receipt) == 1
+    text = body(receipt[0])
+    lines = [ln for ln in text.splitlines() if ln.startswith("[")]
+    items = get_ruleset(ruleset).final_report_items
+    # A 2026-02 report has no log files (item 9 of 2019-03): only that is missing.
+    missing = {"log_files"} if (ruleset, written_as) == ("2019-03", "2026-02") else set()
+    assert lines == [f"[{' ' if item.key in missing else 'x'}] {n}. {item.title} — "
+                     f"{'MISSING' if item.key in missing else 'present'}"
+                     for n, item in enumerate(items, 1)]
+    assert len(lines) == count
+    assert desk.show()["final_report"]["missing"] == sorted(missing)

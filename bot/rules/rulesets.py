@@ -7,7 +7,7 @@ Rule ids (R1, R3, R4, P1 …) are those of `program-rules.md`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
 
@@ -181,7 +181,10 @@ RULESET_2026_02 = Ruleset(
     required_fields=(*_REQUIRED_2019, "affected_certificate_count", "ca_requests"),
     reports_default="every-24h",
     default_update_interval=timedelta(hours=24),
-    final_report_items=tuple(i for i in FINAL_REPORT_ITEMS if i.key != "log_files"),
+    # Numbered 1-14 as the 2026-02 text numbers them (no gap where log files were).
+    final_report_items=tuple(
+        replace(item, number=n) for n, item in
+        enumerate((i for i in FINAL_REPORT_ITEMS if i.key != "log_files"), 1)),
     final_report_when="once the incident has been resolved",
     revoke_wording="remove and/or disallow",
     public_disclosure_required=True,
