@@ -205,3 +205,143 @@ def test_final_report_checklist_numbers_by_the_incidents_ruleset(desk_factory, r
                      for n, item in enumerate(items, 1)]
     assert len(lines) == count
     assert desk.show()["final_report"]["missing"] == sorted(missing)
+
+
+# ------------------------------------------------------------------ point 1
+
+
+def test_a_reply_answering_the_one_missing_question_is_recorded(desk_factory):
+    """R1a: the natural answer to "you are missing X" is the one line "X: …"."""
+    desk = desk_factory()
+    form = DISCOVERY_FORM.format(incident_at="2026-12-10T01:00Z",
+                                 discovered_at="2026-12-10T02:00Z")
+    form = "\n".join(ln for ln in form.splitlines() if not ln.startswith("Remedial"))
+    desk.notify(form, received="2026-12-10T08:00Z")
+    assert desk.show()["missing_fields"] == ["remediation"]
+    desk.reply("Remedial measures taken or planned: reverted and revoking\n\n"
+               "On 10 Dec 2026, Root Program wrote:\n> What is missing\n",
+               received="2026-12-10T11:00Z")
+    desk.tick("2026-12-10T11:01Z")
+
+    data = desk.show()
+    assert data["missing_fields"] == []
+    assert data["form"]["remediation"] == "reverted and revoking"
+    receipt = desk.mails(CA_CONTACT, "Update recorded")
+    assert len(receipt) == 1
+    text = body(receipt[0])
+    assert "Remedial measures taken or planned: reverted and revoking" in text
+    assert "Still missing" not in text
+
+
+def test_one_label_outside_any_thread_opens_no_incident(desk_factory):
+    """A mail with a single label outside any incident is no notification: the blank form."""
+    desk = desk_factory()
+    desk.ingest(CA_CONTACT, "question", "Remedial measures taken or planned: none yet",
+                received="2026-12-10T08:00Z")
+    assert json.loads(desk.run("incidents", "--json")) == []
+
+
+# ------------------------------------------------------------------ point 6
+
+
+def test_a_form_time_after_the_receipt_cannot_be_judged_until_corrected(desk_factory):
+    """R1: an incident 'after' the mail arrived is flagged, never 'on time'."""
+    desk = desk_factory()
+    desk.notify(DISCOVERY_FORM.format(incident_at="2026-12-12T00:00Z",
+                                      discovered_at="2026-12-12T01:00Z"),
+                received="2026-12-10T00:00Z")
+    desk.tick("2026-12-10T00:01Z")
+    data = desk.show()
+    assert data["notified_on_time"] is None
+    ack = body(desk.mails(CA_CONTACT, "Notification received")[0])
+    assert ("24-hour window: cannot be judged until the form's times are corrected: the time "
+            "of the incident (2026-12-12 00:00 UTC) is after the notification was received "
+            "(2026-12-10 00:00 UTC)") in ack.replace("\n", " ").replace("  ", " ")
+    assert "Please check and correct" in ack
+    alert = desk.mails(STAFF, "New incident")
+    assert [str(m["Subject"]) for m in alert] == [
+        f"[{INCIDENT}] New incident {INCIDENT} from Example CA: mis-issuance (to check)"]
+    assert "the time of the incident (2026-12-12 00:00 UTC) is after" in body(alert[0])
+
+    # The CA corrects both times: now the verdict can be given.
+    desk.reply("When did the incident occur: 2026-12-09T01:00Z\n"
+               "When the CA discovered the incident: 2026-12-09T02:00Z\n",
+               received="2026-12-10T03:00Z")
+    data = desk.show()
+    assert data["notified_on_time"] is True
+    assert data["notification_deadline"] == "2026-12-10T01:00:00+00:00"
+
+
+def test_a_discovery_before_the_incident_is_flagged(desk_factory):
+    desk = desk_factory("2026-02")
+    desk.notify(DISCOVERY_FORM.format(incident_at="2026-12-09T10:00Z",
+                                      discovered_at="2026-12-09T09:00Z"),
+                received="2026-12-09T12:00Z")
+    desk.tick("2026-12-09T12:01Z")
+    assert desk.show()["notified_on_time"] is None
+    ack = body(desk.mails(CA_CONTACT, "Notification received")[0])
+    assert ("- the discovery (2026-12-09 09:00 UTC) is before the incident "
+            "(2026-12-09 10:00 UTC)") in ack
+
+
+# ------------------------------------------------------------------ point 8
+
+
+def test_the_alert_of_an_undated_form_is_not_called_late(desk_factory):
+    desk = desk_factory()
+    form = "\n".join(ln for ln in DISCOVERY_FORM.splitlines() if not ln.startswith("When"))
+    desk.notify(form, received="2026-12-10T08:00Z")
+    desk.tick("2026-12-10T08:01Z")
+    alert = desk.mails(STAFF, "New incident")
+    assert [str(m["Subject"]) for m in alert] == [
+        f"[{INCIDENT}] New incident {INCIDENT} from Example CA: mis-issuance"]
+    assert "24-hour window: cannot be judged" in body(alert[0])
+
+
+# ------------------------------------------------------------------ point 9
+
+SEED_BULLETS = """\
+-   Who detected the incident.
+    An external researcher
+-   If available, who perpetrated the incident.
+    unknown
+-   When the CA discovered the incident.
+    2026-12-10T02:00Z
+-   Where the incident occurred.
+    Example Issuing CA 2
+-   Which Roots and, if requested by Microsoft, end-user certificates, were affected by the incident.
+    Example Root R1
+-   Which, if any, sub-CAs were affected.
+    Example Issuing CA 2
+-   What the CA believes to be the underlying cause of the incident.
+    A CAA check skipped for IDN domains
+-   What remedial measures the CA has taken or will take that the CA believes will address the underlying cause of the incident.
+    Fixed the check; revoking 12 certificates
+-   Any other information the CA believes to be appropriate.
+    none
+"""
+
+
+def test_the_seeds_own_questions_answered_by_a_contact_need_no_ca_name(desk_factory):
+    """R1a: the sender is a configured contact of Example CA: that is the CA's name."""
+    desk = desk_factory()
+    desk.notify(SEED_BULLETS, received="2026-12-10T08:00Z")
+    desk.tick("2026-12-10T08:01Z")
+    data = desk.show()
+    assert data["missing_fields"] == []
+    assert data["form"]["ca_name"] == "Example CA"
+    ack = body(desk.mails(CA_CONTACT, "Notification received")[0])
+    assert "CA name:\n    Example CA\n    [not on the form: taken from the configuration, " \
+           "the sender is a contact of Example CA]" in ack
+    assert "What is missing" not in ack
+
+
+def test_a_form_naming_another_ca_than_its_sender_is_flagged(desk_factory):
+    desk = desk_factory()
+    desk.notify("CA name: Other Trust Services\n" + SEED_BULLETS, received="2026-12-10T08:00Z")
+    desk.tick("2026-12-10T08:01Z")
+    assert desk.show()["ca"] == "Example CA"
+    flag = ("the form names the CA 'Other Trust Services', but the sender is a contact of "
+            "Example CA; the incident is recorded for Example CA")
+    assert f"- {flag}" in body(desk.mails(CA_CONTACT, "Notification received")[0])
+    assert f"- {flag}" in body(desk.mails(STAFF, "New incident")[0])

@@ -97,7 +97,8 @@ def act(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analy
     its receipt time, so `ingest` of old mail, a backlog or `reprocess` give
     what live SMTP gave, and a `tick --now` after the receipt sends the answers.
     """
-    ctx = replace(ctx, clock=FixedClock(inbound.received_at))
+    ctx = replace(ctx, clock=FixedClock(inbound.received_at),
+                  process_clock=ctx.process_clock or ctx.clock)
     message = analysis.message
     inbound.from_address = message.from_address
     inbound.subject = message.subject[:500] if message.subject else None
