@@ -111,9 +111,13 @@ def body(mail: Any) -> str:
 
 @pytest.fixture
 def desk_factory(tmp_path: Path):  # type: ignore[no-untyped-def]
-    def make(ruleset: str = "2019-03") -> Desk:
+    def make(ruleset: str = "2019-03", roots: bool = False) -> Desk:
         config = write_config(tmp_path, smtp_port=free_port(), relay_port=free_port(),
                               ruleset=ruleset, outgoing_mode="maildir")
+        if roots:  # Example CA's enrolled roots, for /notice revoke-root
+            from tests.story import _edit_config, make_pki
+
+            _edit_config(config, make_pki(), "none")
         return Desk(tmp_path, config)
     return make
 
@@ -296,6 +300,24 @@ def test_the_alert_of_an_undated_form_is_not_called_late(desk_factory):
     assert [str(m["Subject"]) for m in alert] == [
         f"[{INCIDENT}] New incident {INCIDENT} from Example CA: mis-issuance"]
     assert "24-hour window: cannot be judged" in body(alert[0])
+
+
+def test_a_notice_period_is_satisfied_once_it_ended_and_staff_were_told(desk_factory):
+    """P1/M1: after the 7 days, staff are told once and the deadline is no longer open."""
+    from tests.story import ROOT_NAME
+
+    desk = desk_factory(roots=True)
+    desk.notify(DISCOVERY_FORM.format(incident_at="2026-12-10T01:00Z",
+                                      discovered_at="2026-12-10T02:00Z"),
+                received="2026-12-10T08:00Z")
+    desk.command(f"/notice revoke-root {ROOT_NAME}", received="2026-12-10T09:00Z")
+    desk.tick("2026-12-10T09:01Z")
+    assert deadlines(desk.show(), "notice-period") == [("2026-12-17T09:00:00+00:00", "open")]
+    desk.tick("2026-12-17T09:00Z")
+    desk.tick("2026-12-18T09:00Z")
+    assert deadlines(desk.show(), "notice-period") == [("2026-12-17T09:00:00+00:00",
+                                                        "satisfied")]
+    assert len(desk.mails(STAFF, "Notice period ended")) == 1
 
 
 # ------------------------------------------------------------------ point 9
