@@ -367,3 +367,40 @@ def test_a_form_naming_another_ca_than_its_sender_is_flagged(desk_factory):
             "Example CA; the incident is recorded for Example CA")
     assert f"- {flag}" in body(desk.mails(CA_CONTACT, "Notification received")[0])
     assert f"- {flag}" in body(desk.mails(STAFF, "New incident")[0])
+
+
+# ------------------------------------------------------------------ point 5
+
+
+def test_2026_02_the_public_disclosure_is_a_deadline_reminded_and_escalated(desk_factory):
+    """2026-02: the Bugzilla link is due 72 h after the notification, reminded like the others."""
+    desk = desk_factory("2026-02")
+    desk.notify(DISCOVERY_FORM.format(incident_at="2026-12-10T01:00Z",
+                                      discovered_at="2026-12-10T02:00Z"),
+                received="2026-12-10T08:00Z")
+    desk.tick("2026-12-10T08:01Z")
+    assert deadlines(desk.show(), "public-disclosure") == [("2026-12-13T08:00:00+00:00", "open")]
+
+    desk.tick("2026-12-13T08:00Z")
+    what = "the link to the public disclosure of the incident on Bugzilla"
+    assert [str(m["Subject"]) for m in desk.mails(CA_CONTACT, "Overdue: the link")] == [
+        f"[{INCIDENT}] Overdue: {what} for {INCIDENT}"]
+    assert [str(m["Subject"]) for m in desk.mails(STAFF, "Escalation: the link")] == [
+        f"[{INCIDENT}] Escalation: {what} overdue in {INCIDENT} (Example CA)"]
+
+    desk.reply("Our preliminary report: https://bugzilla.mozilla.org/show_bug.cgi?id=1999001",
+               received="2026-12-13T10:00Z")
+    desk.tick("2026-12-13T10:01Z")
+    data = desk.show()
+    assert deadlines(data, "public-disclosure") == [("2026-12-13T08:00:00+00:00", "satisfied")]
+    receipt = body(desk.mails(CA_CONTACT, "Update recorded")[0])
+    assert ("Public disclosure recorded: "
+            "https://bugzilla.mozilla.org/show_bug.cgi?id=1999001") in receipt
+
+
+def test_2019_03_has_no_public_disclosure_deadline(desk_factory):
+    desk = desk_factory("2019-03")
+    desk.notify(DISCOVERY_FORM.format(incident_at="2026-12-10T01:00Z",
+                                      discovered_at="2026-12-10T02:00Z"),
+                received="2026-12-10T08:00Z")
+    assert deadlines(desk.show(), "public-disclosure") == []

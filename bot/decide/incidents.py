@@ -19,6 +19,7 @@ from sqlmodel import Session, col, func, select
 from bot.analysis import Analysis
 from bot.context import Context
 from bot.decide.classify import Classification
+from bot.decide.disclosure import open_disclosure_deadline
 from bot.decide.formchecks import ca_name_flag, with_ca_name
 from bot.decide.mail import acknowledgement, new_incident_alert, update_receipt
 from bot.decide.timeliness import Timeliness, compute_r1
@@ -178,6 +179,7 @@ def open_incident(session: Session, ctx: Context, inbound: InboundMessage,
         summary=f"24-hour window {r1.verdict()}",
     ))
     record_form(session, incident, form, inbound, notified_at, first=True)
+    open_disclosure_deadline(session, incident, inbound.id)
     missing = form.missing(ruleset)
     flags.extend(r1.impossible)
     acknowledgement(session, ctx, incident, inbound, analysis, cls.ca, r1, missing, flags)
@@ -215,5 +217,5 @@ def apply_update(session: Session, ctx: Context, incident: Incident, inbound: In
     missing = [FORM_FIELDS_BY_KEY[k].label for k in ctx.config.bot.ruleset.required_fields
                if k not in values]
     update_receipt(session, ctx, incident, inbound, analysis, cls.ca, changes, missing,
-                   satisfied or [])
+                   satisfied or [], cls.recorded)
     return changes

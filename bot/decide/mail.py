@@ -94,7 +94,8 @@ def new_incident_alert(session: Session, ctx: Context, incident: Incident,
 
 def update_receipt(session: Session, ctx: Context, incident: Incident, inbound: InboundMessage,
                    analysis: Analysis, ca: CaConfig, changes: Sequence[object],
-                   missing: Sequence[str], satisfied: Sequence[str]) -> None:
+                   missing: Sequence[str], satisfied: Sequence[str],
+                   recorded: Sequence[str] = ()) -> None:
     sender = analysis.message.from_address or ""
     if not allow_auto_reply(session, ctx, sender):
         return
@@ -103,7 +104,7 @@ def update_receipt(session: Session, ctx: Context, incident: Incident, inbound: 
     subject, body = ctx.renderer.render(
         "update-receipt.txt.j2", incident=incident, ca_name=ca.name,
         received_at=inbound.received_at, changes=changes, missing=list(missing),
-        satisfied=list(satisfied), problems=problems, **common(ctx))
+        satisfied=list(satisfied), problems=problems, recorded=list(recorded), **common(ctx))
     enqueue(session, ctx, MailSpec(
         kind="receipt", to=[sender], subject=subject, body=body, incident_id=incident.id,
         in_reply_to=analysis.message.message_id, references=analysis.message.references,

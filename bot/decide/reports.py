@@ -61,6 +61,6 @@ def handle_final_report(session: Session, ctx: Context, inbound: InboundMessage,
         to_sender(session, ctx, "receipt", "final-report-receipt.txt.j2", sender,
                   analysis.message.message_id, analysis.message.references, incident=incident,
                   inbound_id=inbound.id, ca_name=cls.ca.name, received_at=now, items=items,
-                  missing=missing, satisfied=satisfied)
+                  missing=missing, satisfied=satisfied, recorded=cls.recorded)
     log.info("final report for %s from message %s: %d missing", incident.id, inbound.id,
              len(missing))

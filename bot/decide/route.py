@@ -87,6 +87,9 @@ HANDLERS: dict[str, Handler] = {
 # a CA what was not read (limits), tell staff of a bad signature, record a
 # public disclosure link (2026-02).
 FOLLOW_UPS: tuple[Handler, ...] = (report_limits, alert_on_signature, record_disclosure)
+# What applies before the handler of a mail in an incident, so that its
+# receipt can say it: the public disclosure link (recorded once either way).
+BEFORE: tuple[Handler, ...] = (record_disclosure,)
 
 
 def act(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis) -> None:
@@ -111,6 +114,9 @@ def act(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analy
     inbound.ca = cls.ca.name if cls.ca else None
     if cls.incident is not None:
         inbound.incident_id = cls.incident.id
+    if cls.incident is not None:
+        for step in BEFORE:
+            step(session, ctx, inbound, analysis, cls)
     HANDLERS[cls.kind](session, ctx, inbound, analysis, cls)
     for follow_up in FOLLOW_UPS:
         follow_up(session, ctx, inbound, analysis, cls)

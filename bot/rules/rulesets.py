@@ -149,6 +149,9 @@ class Ruleset:
     # R4 (2026-02 "once the incident has been resolved"): the final report is
     # due this long after /resolved, unless staff set a date; None: not opened.
     final_report_after_resolved: timedelta | None = None
+    # Public disclosure on Bugzilla: the link is due this long after the
+    # notification (when `public_disclosure_required`).
+    public_disclosure_within: timedelta | None = None
 
     def undated_request_period(self, kind: str) -> timedelta | None:
         return dict(self.undated_request_periods).get(kind)
@@ -192,6 +195,8 @@ RULESET_2026_02 = Ruleset(
     # CCADB's customary time for a full incident report. `/request
     # final-report due DATE` replaces it.
     final_report_after_resolved=timedelta(days=14),
+    # The CCADB asks for a preliminary incident report on Bugzilla within 72 hours.
+    public_disclosure_within=timedelta(hours=72),
 )
 
 RULESETS: dict[str, Ruleset] = {r.name: r for r in (RULESET_2019_03, RULESET_2026_02)}
