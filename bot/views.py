@@ -54,6 +54,7 @@ def incident_row(session: Session, incident: Incident, now: datetime) -> dict[st
         "open_deadlines": len(open_deadlines),
         "overdue": sum(1 for d in dated if as_utc(d.due_at) <= now),
         "closed_at": iso(incident.closed_at),
+        "resolved_at": iso(incident.resolved_at),
     }
 
 
@@ -162,6 +163,7 @@ def incident_json(session: Session, incident: Incident, now: datetime) -> dict[s
         "late_by_seconds": incident.late_by_seconds,
         "opened_at": iso(incident.created_at),
         "closed_at": iso(incident.closed_at),
+        "resolved_at": iso(incident.resolved_at),
         "exceptional": incident.exceptional,
         "public_disclosure": incident.public_disclosure,
         "reports_mode": incident.reports_mode,

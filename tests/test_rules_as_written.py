@@ -94,11 +94,11 @@ class Desk:
         return json.loads(self.run("show", INCIDENT, "--json"))
 
     def outbox(self) -> list[email.message.EmailMessage]:
-        """Every mail delivered so far, in the order it was queued (its Message-ID's id)."""
+        """Every mail delivered so far, oldest first (by its Date: the decision's time)."""
         box = mailbox.Maildir(self.tmp_path / "var" / "outbox", create=False)
         mails = [email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
                  for m in box]
-        return sorted(mails, key=lambda m: str(m["Date"]))  # type: ignore[return-value]
+        return sorted(mails, key=lambda m: m["Date"].datetime)  # type: ignore[return-value]
 
     def mails(self, to: str, subject_part: str) -> list[Any]:
         return [m for m in self.outbox() if to in str(m["To"]) + str(m.get("Cc", ""))
@@ -174,7 +174,7 @@ def test_mail_queued_by_an_ingested_message_is_sent_by_a_tick_at_its_receipt_tim
 
 
 def report_text(ruleset_name: str) -> str:
-    """A complete final report numbered as `ruleset_name`'s list, the seed's questions as headings."""
+    """A complete final report numbered as `ruleset_name`'s list, under the seed's questions."""
     from bot.rules.rulesets import get_ruleset
 
     items = get_ruleset(ruleset_name).final_report_items
@@ -322,6 +322,7 @@ def test_a_notice_period_is_satisfied_once_it_ended_and_staff_were_told(desk_fac
 
 # ------------------------------------------------------------------ point 9
 
+# The requirement page's bullets (R1a), each on one line, answered below it.
 SEED_BULLETS = """\
 -   Who detected the incident.
     An external researcher
@@ -331,13 +332,15 @@ SEED_BULLETS = """\
     2026-12-10T02:00Z
 -   Where the incident occurred.
     Example Issuing CA 2
--   Which Roots and, if requested by Microsoft, end-user certificates, were affected by the incident.
+-   Which Roots and, if requested by Microsoft, end-user certificates, were affected by the \
+incident.
     Example Root R1
 -   Which, if any, sub-CAs were affected.
     Example Issuing CA 2
 -   What the CA believes to be the underlying cause of the incident.
     A CAA check skipped for IDN domains
--   What remedial measures the CA has taken or will take that the CA believes will address the underlying cause of the incident.
+-   What remedial measures the CA has taken or will take that the CA believes will address \
+the underlying cause of the incident.
     Fixed the check; revoking 12 certificates
 -   Any other information the CA believes to be appropriate.
     none
@@ -404,3 +407,64 @@ def test_2019_03_has_no_public_disclosure_deadline(desk_factory):
                                       discovered_at="2026-12-10T02:00Z"),
                 received="2026-12-10T08:00Z")
     assert deadlines(desk.show(), "public-disclosure") == []
+
+
+# ------------------------------------------------------------------ point 4
+
+
+def test_2026_02_resolving_ends_the_updates_and_opens_the_final_report(desk_factory):
+    """R3/R4 (2026-02): updates every 24 h "until remediated", the final report "once resolved"."""
+    desk = desk_factory("2026-02")
+    desk.notify(DISCOVERY_FORM.format(incident_at="2026-12-10T01:00Z",
+                                      discovered_at="2026-12-10T02:00Z"),
+                received="2026-12-10T08:00Z")
+    desk.tick("2026-12-10T08:01Z")
+    data = desk.show()
+    assert data["resolved_at"] is None and data["status"] == "open"
+    assert deadlines(data, "update") == [("2026-12-11T08:00:00+00:00", "open")]
+
+    # The CA says it is resolved: a proposal for staff, not the decision.
+    desk.reply("The incident has been resolved: every affected certificate is revoked.",
+               received="2026-12-11T07:00Z")
+    desk.tick("2026-12-11T07:01Z")
+    data = desk.show()
+    assert data["resolved_at"] is None
+    assert deadlines(data, "update") == [("2026-12-11T08:00:00+00:00", "satisfied"),
+                                         ("2026-12-12T07:00:00+00:00", "open")]
+    assert len(desk.mails(STAFF, "Example CA says INC-2026-0001 is resolved")) == 1
+    assert "staff were asked to confirm" in body(desk.mails(CA_CONTACT, "Update recorded")[0])
+
+    desk.command("/resolved", received="2026-12-11T12:00Z")
+    desk.tick("2026-12-13T08:00Z")  # past the cancelled update's due time
+    data = desk.show()
+    assert data["resolved_at"] == "2026-12-11T12:00:00+00:00" and data["status"] == "open"
+    assert deadlines(data, "update") == [("2026-12-11T08:00:00+00:00", "satisfied"),
+                                         ("2026-12-12T07:00:00+00:00", "cancelled")]
+    assert deadlines(data, "final-report") == [("2026-12-25T12:00:00+00:00", "open")]
+    assert not desk.mails(CA_CONTACT, "Overdue: the daily update")
+
+    desk.command("/request final-report due 2026-12-20", received="2026-12-13T09:00Z")
+    assert deadlines(desk.show(), "final-report") == [  # soonest first
+        ("2026-12-20T23:59:59+00:00", "open"), ("2026-12-25T12:00:00+00:00", "cancelled")]
+
+    # Closing without the final report is allowed, and never silent.
+    desk.command("/close", received="2026-12-14T09:00Z")
+    desk.tick("2026-12-14T09:01Z")
+    confirmation = body(desk.mails(STAFF, "Done")[-1])
+    assert (f"Warning: {INCIDENT} was closed without a complete final report (R4). "
+            "If that was not meant, send /reopen.") in confirmation.replace("\n", " ")
+    assert len(desk.mails(STAFF, f"{INCIDENT} closed without a final report")) == 1
+
+
+def test_2026_02_a_complete_final_report_ends_the_daily_updates(desk_factory):
+    desk = desk_factory("2026-02")
+    desk.notify(DISCOVERY_FORM.format(incident_at="2026-12-10T01:00Z",
+                                      discovered_at="2026-12-10T02:00Z"),
+                received="2026-12-10T08:00Z")
+    desk.tick("2026-12-10T08:01Z")
+    desk.reply(report_text("2026-02"), received="2026-12-11T07:00Z",
+               subject=f"Re: [{INCIDENT}] Final report")
+    desk.tick("2026-12-14T08:00Z")
+    assert deadlines(desk.show(), "update") == [("2026-12-11T08:00:00+00:00", "satisfied"),
+                                                ("2026-12-12T07:00:00+00:00", "cancelled")]
+    assert not desk.mails(CA_CONTACT, "Overdue: the daily update")

@@ -68,7 +68,8 @@ def _apply(session: Session, incident: Incident, now: datetime) -> bool:
         return False
     incident.reports_mode = default.mode
     session.add(incident)
-    if default.deadline_kind is not None and ruleset.default_update_interval is not None:
+    if default.deadline_kind is not None and ruleset.default_update_interval is not None \
+            and incident.resolved_at is None:
         every = ruleset.default_update_interval
         incident.report_interval_seconds = int(every.total_seconds())
         open_deadline(session, incident, default.deadline_kind, incident.notified_at + every,
@@ -90,8 +91,8 @@ def restart(session: Session, incident: Incident, now: datetime) -> str | None:
         return None
     kind = {MODE_EVERY: "periodic-report", MODE_DAILY_UPDATE: "update"}.get(
         incident.reports_mode or "")
-    if kind is None:
-        return None
+    if kind is None or (kind == "update" and incident.resolved_at is not None):
+        return None  # the daily updates ended when the incident was resolved
     every = timedelta(seconds=incident.report_interval_seconds)
     open_deadline(session, incident, kind, now + every, now, interval=every)
     return kind

@@ -14,7 +14,8 @@ from dataclasses import replace
 
 from bot.parse.forms import FieldValue, ParsedForm
 
-CA_NAME_FROM_CONFIG = "not on the form: taken from the configuration, the sender is a contact of {ca}"
+CA_NAME_FROM_CONFIG = ("not on the form: taken from the configuration, "
+                       "the sender is a contact of {ca}")
 
 
 def _same_name(a: str, b: str) -> bool:
