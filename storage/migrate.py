@@ -48,6 +48,15 @@ ALWAYS_THERE = "inbound_message"
 UPGRADE_LOCK_KEY = 0x726E6D67
 
 
+def schema_version(revision: str) -> str:
+    """`meta.schema_version` for `revision`: its leading number ("0004_i16" is "4").
+
+    A branch's revision carries its issue after the number so that parallel
+    branches' files do not collide; the number is what old releases compare.
+    """
+    return str(int(revision.split("_", 1)[0]))
+
+
 class SchemaTooNew(RuntimeError):
     """The database was upgraded by a newer rootnotify than this one."""
 
