@@ -454,6 +454,10 @@ def test_2026_02_resolving_ends_the_updates_and_opens_the_final_report(desk_fact
     assert (f"Warning: {INCIDENT} was closed without a complete final report (R4). "
             "If that was not meant, send /reopen.") in confirmation.replace("\n", " ")
     assert len(desk.mails(STAFF, f"{INCIDENT} closed without a final report")) == 1
+    # Reopened, a resolved incident does not restart the 24-hour updates.
+    desk.command("/reopen", received="2026-12-15T09:00Z")
+    assert [d for d in desk.show()["deadlines"] if d["kind"] == "update"
+            and d["state"] == "open"] == []
 
 
 def test_2026_02_a_complete_final_report_ends_the_daily_updates(desk_factory):
@@ -468,3 +472,15 @@ def test_2026_02_a_complete_final_report_ends_the_daily_updates(desk_factory):
     assert deadlines(desk.show(), "update") == [("2026-12-11T08:00:00+00:00", "satisfied"),
                                                 ("2026-12-12T07:00:00+00:00", "cancelled")]
     assert not desk.mails(CA_CONTACT, "Overdue: the daily update")
+
+
+def test_2026_02_an_incident_resolved_before_the_first_tick_owes_no_daily_update(desk_factory):
+    desk = desk_factory("2026-02")
+    desk.notify(DISCOVERY_FORM.format(incident_at="2026-12-10T01:00Z",
+                                      discovered_at="2026-12-10T02:00Z"),
+                received="2026-12-10T08:00Z")
+    desk.command("/resolved", received="2026-12-10T09:00Z")
+    desk.tick("2026-12-10T09:01Z")
+    data = desk.show()
+    assert deadlines(data, "update") == []
+    assert deadlines(data, "final-report") == [("2026-12-24T09:00:00+00:00", "open")]

@@ -2,7 +2,7 @@
 
 2019-03: the incident records that the CA reports as it discovers new
 information (no deadline). 2026-02: an update is due every 24 hours until the
-incident is closed, each one reminded like any deadline. The choice is the
+incident is resolved (bot/decide/resolution.py), each one reminded like any deadline. The choice is the
 ruleset's `reports_default`; the table below says what each value does.
 """
 
@@ -75,7 +75,10 @@ def _apply(session: Session, incident: Incident, now: datetime) -> bool:
         open_deadline(session, incident, default.deadline_kind, incident.notified_at + every,
                       now, interval=every)
         summary = (f"ruleset {ruleset.name}: the CA sends an update every "
-                   f"{every.total_seconds() / 3600:g} h until the incident is closed")
+                   f"{every.total_seconds() / 3600:g} h until the incident is resolved")
+    elif incident.resolved_at is not None:
+        summary = (f"ruleset {ruleset.name}: no daily updates, the incident was resolved "
+                   f"{incident.resolved_at:%Y-%m-%d %H:%M} UTC")
     else:
         summary = (f"no report interval requested within 24 hours: the CA reports as it "
                    f"discovers new information (ruleset {ruleset.name})")
