@@ -2,8 +2,9 @@
 
 2019-03: the incident records that the CA reports as it discovers new
 information (no deadline). 2026-02: an update is due every 24 hours until the
-incident is resolved (bot/decide/resolution.py), each one reminded like any deadline. The choice is the
-ruleset's `reports_default`; the table below says what each value does.
+incident is resolved (bot/decide/resolution.py), each one reminded like any
+deadline. The choice is the ruleset's `reports_default`; the table below says
+what each value does.
 """
 
 from __future__ import annotations
