@@ -442,6 +442,9 @@ def test_2026_02_resolving_ends_the_updates_and_opens_the_final_report(desk_fact
                                          ("2026-12-12T07:00:00+00:00", "cancelled")]
     assert deadlines(data, "final-report") == [("2026-12-25T12:00:00+00:00", "open")]
     assert not desk.mails(CA_CONTACT, "Overdue: the daily update")
+    desk.command("/status", received="2026-12-13T08:30Z")
+    desk.tick("2026-12-13T08:31Z")
+    assert "Resolved 2026-12-11 12:00 UTC" in body(desk.mails(STAFF, "Status")[-1])
 
     desk.command("/request final-report due 2026-12-20", received="2026-12-13T09:00Z")
     assert deadlines(desk.show(), "final-report") == [  # soonest first

@@ -35,6 +35,8 @@ def incident_status(session: Session, incident: Incident, now: datetime) -> list
              + (", EXCEPTIONAL" if incident.exceptional else ""),
              f"Notified {as_utc(incident.notified_at):%Y-%m-%d %H:%M} UTC; reports: "
              f"{incident.reports_mode or 'not yet decided'}"]
+    if incident.resolved_at is not None:
+        lines.append(f"Resolved {as_utc(incident.resolved_at):%Y-%m-%d %H:%M} UTC")
     deadlines = _deadline_lines(session, incident, now)
     lines.append("Open deadlines:" if deadlines else "Open deadlines: none")
     lines.extend(f"  - {x}" for x in deadlines)
