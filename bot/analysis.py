@@ -12,7 +12,7 @@ from datetime import datetime
 
 from bot.config import Config
 from bot.parse.commands import extract_command_lines
-from bot.parse.forms import ParsedForm, find_form
+from bot.parse.forms import MIN_REPLY_LABELS, ParsedForm, find_form
 from bot.parse.message import Attachment, ParsedMessage, parse_message
 from bot.parse.smime import SmimeResult, verify_message
 from bot.rules.hygiene import AutomaticVerdict, judge
@@ -31,6 +31,9 @@ class Analysis:
     certificate_lists: list[Attachment] = field(default_factory=list)
     final_report: object | None = None  # bot.parse.reports.ReportCheck
     problems: list[str] = field(default_factory=list)
+    # Form answers read with one label enough: what a reply in an incident's
+    # thread answers (R1a). Never opens an incident; `form` does that.
+    answers: ParsedForm | None = None
 
     @property
     def body_text(self) -> str:
@@ -69,16 +72,18 @@ def analyze(raw: bytes, config: Config, trust: Trust, *, received_at: datetime,
     command_lines: list[str] = []
     certificate_lists: list[Attachment] = []
     final_report = None
+    answers = None
     if automatic.kind is None:
         if config.is_staff(message.from_address):
             command_lines = extract_command_lines(message.text_plain or "")
         else:
             form = find_form(message, ruleset, tz)
+            answers = form or find_form(message, ruleset, tz, min_labels=MIN_REPLY_LABELS)
             certificate_lists = _certificate_lists(message)
             final_report = _final_report(message, ruleset)
     return Analysis(message=message, smime=smime, automatic=automatic, form=form,
                     command_lines=command_lines, certificate_lists=certificate_lists,
-                    final_report=final_report, problems=problems)
+                    final_report=final_report, problems=problems, answers=answers)
 
 
 def _certificate_lists(message: ParsedMessage) -> list[Attachment]:

@@ -22,6 +22,10 @@ class Context:
     # The DNS TXT lookup DKIM checks of staff mail use (dkimpy's `dnsfunc`:
     # name bytes → TXT bytes or None); None means the real DNS. Tests inject one.
     dkim_dns: Callable[..., bytes | None] | None = None
+    # While a mail is acted on, `clock` says its receipt time (every decision
+    # derives from it) and this is the process's own clock, by which the
+    # outbox records when a mail was really queued (`status` ages it).
+    process_clock: Clock | None = None
 
     @property
     def program_name(self) -> str:

@@ -87,6 +87,8 @@ def print_incident(console: Console, data: dict[str, Any], tz: tzinfo) -> None:
         f"{when(data['notification_deadline'], tz)}: {verdict}", markup=False)
     out(f"incident {when(data['incident_at'], tz)}; discovered "
         f"{when(data['discovered_at'], tz)}", markup=False)
+    if data.get("resolved_at"):
+        out(f"resolved {when(data['resolved_at'], tz)}", markup=False)
 
     _section(console, "Form")
     history: dict[str, list[dict[str, Any]]] = {}

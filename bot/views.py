@@ -40,7 +40,8 @@ def _identity(incident: Incident) -> dict[str, Any]:
 
 def incident_row(session: Session, incident: Incident, now: datetime) -> dict[str, Any]:
     open_deadlines = [d for d in queries.deadlines(session, incident.id) if d.state == DL_OPEN]
-    nxt = min(open_deadlines, key=lambda d: as_utc(d.due_at), default=None)
+    dated = [d for d in open_deadlines if d.due_at is not None]
+    nxt = min(dated, key=lambda d: as_utc(d.due_at), default=None)
     return {
         **_identity(incident),
         "opened_at": iso(incident.created_at),
@@ -51,8 +52,9 @@ def incident_row(session: Session, incident: Incident, now: datetime) -> dict[st
         "next_due_at": iso(nxt.due_at) if nxt else None,
         "next_due_kind": nxt.kind if nxt else None,
         "open_deadlines": len(open_deadlines),
-        "overdue": sum(1 for d in open_deadlines if as_utc(d.due_at) <= now),
+        "overdue": sum(1 for d in dated if as_utc(d.due_at) <= now),
         "closed_at": iso(incident.closed_at),
+        "resolved_at": iso(incident.resolved_at),
     }
 
 
@@ -161,6 +163,7 @@ def incident_json(session: Session, incident: Incident, now: datetime) -> dict[s
         "late_by_seconds": incident.late_by_seconds,
         "opened_at": iso(incident.created_at),
         "closed_at": iso(incident.closed_at),
+        "resolved_at": iso(incident.resolved_at),
         "exceptional": incident.exceptional,
         "public_disclosure": incident.public_disclosure,
         "reports_mode": incident.reports_mode,
@@ -182,7 +185,8 @@ def incident_json(session: Session, incident: Incident, now: datetime) -> dict[s
              "satisfied_by": satisfied_by[d.satisfied_by].message_id
              if d.satisfied_by in satisfied_by else None,
              "reminders_sent": d.reminders_sent,
-             "overdue": d.state == DL_OPEN and as_utc(d.due_at) <= now}
+             "overdue": d.state == DL_OPEN and d.due_at is not None
+                        and as_utc(d.due_at) <= now}
             for d in deadlines],
         "certificates": {"count": certs, "unique_domains": domains, "rejected": rejected},
         "final_report": _final_report(session, incident),

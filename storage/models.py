@@ -127,6 +127,8 @@ class Incident(SQLModel, table=True):
     public_disclosure: str | None = None
     created_at: datetime = _when()
     closed_at: datetime | None = _when(default=None, nullable=True)
+    # When staff said the incident is remediated (/resolved, R3/R4 of 2026-02).
+    resolved_at: datetime | None = _when(default=None, nullable=True)
 
 
 class FormValue(SQLModel, table=True):
@@ -169,7 +171,9 @@ class Deadline(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     incident_id: str = Field(foreign_key="incident.id", index=True)
     kind: str
-    due_at: datetime = _when()
+    # None: requested without a due date (an undated request, R2/R5): tracked,
+    # never reminded (DESIGN: every due date derives from a mail's receipt time).
+    due_at: datetime | None = _when(default=None, nullable=True)
     state: str = DL_OPEN
     rule: str
     text: str | None = None

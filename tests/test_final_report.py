@@ -105,7 +105,9 @@ def test_2026_02_a_pdf_report_has_14_items_and_no_log_files(tmp_path):
         receipt = sink.wait_for(sink.to(CA_CONTACT, "Final report received"))[0]
         assert "Log files" not in receipt.body
         assert "(complete)" in receipt.subject
-        assert "[x] 14. Changes to the CP/CPS — present" in receipt.body
+        # Numbered 1-14 as the 2026-02 text numbers them (issue 16).
+        assert "[x] 13. Changes to the CP/CPS — present" in receipt.body
+        assert "[x] 14. How the issue was closed — present" in receipt.body
         data = show(bot, inc)
         assert "log_files" not in data["final_report"]["present"] + data["final_report"]["missing"]
         assert len(data["final_report"]["present"]) == 14 and data["final_report"]["missing"] == []

@@ -2,8 +2,9 @@
 
 2019-03: the incident records that the CA reports as it discovers new
 information (no deadline). 2026-02: an update is due every 24 hours until the
-incident is closed, each one reminded like any deadline. The choice is the
-ruleset's `reports_default`; the table below says what each value does.
+incident is resolved (bot/decide/resolution.py), each one reminded like any
+deadline. The choice is the ruleset's `reports_default`; the table below says
+what each value does.
 """
 
 from __future__ import annotations
@@ -68,13 +69,17 @@ def _apply(session: Session, incident: Incident, now: datetime) -> bool:
         return False
     incident.reports_mode = default.mode
     session.add(incident)
-    if default.deadline_kind is not None and ruleset.default_update_interval is not None:
+    if default.deadline_kind is not None and ruleset.default_update_interval is not None \
+            and incident.resolved_at is None:
         every = ruleset.default_update_interval
         incident.report_interval_seconds = int(every.total_seconds())
         open_deadline(session, incident, default.deadline_kind, incident.notified_at + every,
                       now, interval=every)
         summary = (f"ruleset {ruleset.name}: the CA sends an update every "
-                   f"{every.total_seconds() / 3600:g} h until the incident is closed")
+                   f"{every.total_seconds() / 3600:g} h until the incident is resolved")
+    elif incident.resolved_at is not None:
+        summary = (f"ruleset {ruleset.name}: no daily updates, the incident was resolved "
+                   f"{incident.resolved_at:%Y-%m-%d %H:%M} UTC")
     else:
         summary = (f"no report interval requested within 24 hours: the CA reports as it "
                    f"discovers new information (ruleset {ruleset.name})")
@@ -90,8 +95,8 @@ def restart(session: Session, incident: Incident, now: datetime) -> str | None:
         return None
     kind = {MODE_EVERY: "periodic-report", MODE_DAILY_UPDATE: "update"}.get(
         incident.reports_mode or "")
-    if kind is None:
-        return None
+    if kind is None or (kind == "update" and incident.resolved_at is not None):
+        return None  # the daily updates ended when the incident was resolved
     every = timedelta(seconds=incident.report_interval_seconds)
     open_deadline(session, incident, kind, now + every, now, interval=every)
     return kind

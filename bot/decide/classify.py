@@ -8,7 +8,7 @@ the thread, then what the content is.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
@@ -30,6 +30,8 @@ class Classification:
     kind: str
     reason: str
     replies_to_notice: bool = False
+    # What acting on the mail recorded before its handler ran, for its receipt.
+    recorded: list[str] = field(default_factory=list)
 
 
 def tag_pattern(prefix: str) -> re.Pattern[str]:

@@ -29,7 +29,8 @@ from bot.decide.staffauth import authenticate
 from bot.errors import CommandError
 from bot.parse.commands import Command, CommandProblem, parse_commands
 from bot.rules.commands import usage_lines
-from bot.rules.deadlines import DEFAULT_REQUEST_PERIOD, NOTICE_PERIOD
+from bot.rules.deadlines import NOTICE_PERIOD, REQUEST_KINDS
+from bot.rules.rulesets import get_ruleset
 from storage.models import Event, InboundMessage, Incident
 
 log = logging.getLogger("rootnotify.decide.commands")
@@ -54,7 +55,7 @@ def handle_command(session: Session, ctx: Context, inbound: InboundMessage, anal
     if not auth.ok:
         _unauthenticated(session, inbound, incident, sender, auth.reason)
         return
-    now = ctx.clock.now()
+    now = inbound.received_at  # R3, R5: due dates run from the command's receipt
     parsed = parse_commands(analysis.body_text, ctx.config.bot.timezone)
     problems = [p for p in parsed if isinstance(p, CommandProblem)]
     commands = [c for c in parsed if isinstance(c, Command)]
@@ -127,7 +128,12 @@ def _check_one(ctx: Context, incident: Incident | None, cmd: Command, state: _St
         if cmd.what == "reports":
             assert cmd.every is not None
             return Step(cmd, due=now + cmd.every)
-        due = cmd.due or now + DEFAULT_REQUEST_PERIOD
+        due = cmd.due
+        if due is None:
+            # R2/R5: an undated request is due only when the ruleset gives a period.
+            period = get_ruleset(incident.ruleset).undated_request_period(
+                REQUEST_KINDS[cmd.what or ""])
+            return Step(cmd, due=now + period if period else None)
         if due <= now:
             raise CommandError(f"the due date {due:%Y-%m-%d %H:%M} UTC is in the past")
         return Step(cmd, due=due)

@@ -31,13 +31,23 @@ from storage.models import (
 log = logging.getLogger("rootnotify.decide.deadlines")
 
 
+def due_text(due_at: datetime | None) -> str:
+    return f"due {as_utc(due_at):%Y-%m-%d %H:%M} UTC" if due_at is not None else "no due date"
+
+
 def label(deadline: Deadline) -> str:
     spec = DEADLINE_KINDS_BY_NAME.get(deadline.kind)
     name = spec.label if spec else deadline.kind
-    return f"{name} (due {as_utc(deadline.due_at):%Y-%m-%d %H:%M} UTC)"
+    return f"{name} ({due_text(deadline.due_at)})"
 
 
-def open_deadline(session: Session, incident: Incident, kind: str, due_at: datetime,
+def overdue(deadline: Deadline, now: datetime) -> bool:
+    """Open and past its due date; a deadline without a due date is never overdue."""
+    return (deadline.state == DL_OPEN and deadline.due_at is not None
+            and as_utc(deadline.due_at) <= now)
+
+
+def open_deadline(session: Session, incident: Incident, kind: str, due_at: datetime | None,
                   now: datetime, *, text: str | None = None, interval: timedelta | None = None,
                   requested_by: str | None = None, inbound_id: int | None = None,
                   command: str | None = None) -> Deadline:
@@ -45,12 +55,13 @@ def open_deadline(session: Session, incident: Incident, kind: str, due_at: datet
     row = Deadline(incident_id=incident.id, kind=kind, due_at=due_at, state=DL_OPEN,
                    rule=spec.rule, text=text, created_at=now, requested_by=requested_by,
                    interval_seconds=int(interval.total_seconds()) if interval else None,
-                   next_reminder_at=now)
+                   # No due date, no reminders: nothing to remind of.
+                   next_reminder_at=now if due_at is not None else None)
     session.add(row)
     session.flush()
     session.add(Event(incident_id=incident.id, at=now, kind="deadline-opened", rule=spec.rule,
                       inbound_id=inbound_id, command=command,
-                      summary=f"{spec.label} due {as_utc(due_at):%Y-%m-%d %H:%M} UTC"
+                      summary=f"{spec.label} {due_text(due_at)}"
                               + (f": {text}" if text else ""),
                       data=json.dumps({"deadline_id": row.id, "kind": kind})))
     return row

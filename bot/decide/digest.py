@@ -53,8 +53,9 @@ def send_digest(ctx: Context, now: datetime) -> int:
             session.add(Meta(key=key, value=iso(now) or ""))
             session.flush()  # the day's key decides here who sends
             rows = queries.open_deadlines_due_before(session, now + DUE_HORIZON, MAX_ROWS)
-            overdue = [_line(d) for d in rows if as_utc(d.due_at) <= now]
-            soon = [_line(d) for d in rows if as_utc(d.due_at) > now]
+            # The query returns only dated deadlines (NULL is never <= a time).
+            overdue = [_line(d) for d in rows if as_utc(d.due_at or now) <= now]
+            soon = [_line(d) for d in rows if as_utc(d.due_at or now) > now]
             proposals = queries.open_proposals(session, limit=MAX_ROWS)
             forged = queries.events_of_kind_since(session, UNAUTHENTICATED_EVENT, since, MAX_ROWS)
             quarantined = queries.quarantined_since(session, since, MAX_ROWS)

@@ -16,13 +16,27 @@ from sqlmodel import Session
 from bot.analysis import Analysis
 from bot.context import Context
 from bot.decide.classify import ROLE_CA, Classification
-from storage.models import Event, InboundMessage, Incident
+from bot.decide.deadlines import close_deadline, open_deadline
+from bot.rules.rulesets import get_ruleset
+from storage import queries
+from storage.models import DL_SATISFIED, Event, InboundMessage, Incident
 
 # Bugzilla bug links as CAs paste them: the full show_bug URL, or the short form.
 BUG_LINK = re.compile(
     r"https?://(?:bugzilla\.mozilla\.org/show_bug\.cgi\?id=|bugzil\.la/)(\d{4,9})\b",
     re.IGNORECASE)
 RULE = "2026-02 disclosure"
+KIND = "public-disclosure"
+
+
+def open_disclosure_deadline(session: Session, incident: Incident, inbound_id: int | None
+                             ) -> None:
+    """A new incident of a disclosing ruleset: the link is due from the notification's receipt."""
+    within = get_ruleset(incident.ruleset).public_disclosure_within
+    if not get_ruleset(incident.ruleset).public_disclosure_required or within is None:
+        return
+    open_deadline(session, incident, KIND, incident.notified_at + within, incident.notified_at,
+                  inbound_id=inbound_id)
 
 
 def bug_link(text: str) -> str | None:
@@ -33,7 +47,12 @@ def bug_link(text: str) -> str | None:
 
 def record_disclosure(session: Session, ctx: Context, inbound: InboundMessage,
                       analysis: Analysis, cls: Classification) -> None:
-    """After any handler: a CA's mail in its own incident that names a bug records it."""
+    """A CA's mail in its own incident that names a bug records it.
+
+    Runs before the mail's handler when the mail is in an incident (its
+    receipt then says the link was recorded, `cls.recorded`), and after it,
+    for the notification that opened the incident.
+    """
     if cls.role != ROLE_CA or inbound.incident_id is None or cls.ca is None:
         return
     # The text first: most mail names no bug, and looking the incident up
@@ -52,3 +71,8 @@ def record_disclosure(session: Session, ctx: Context, inbound: InboundMessage,
         rule=RULE, inbound_id=inbound.id,
         summary=(f"public disclosure changed from {previous} to {link}" if previous
                  else f"public disclosure: {link}")))
+    cls.recorded.append(f"Public disclosure recorded: {link}")
+    for row in queries.open_deadlines(session, incident.id):
+        if row.kind == KIND:
+            close_deadline(session, row, DL_SATISFIED, inbound.received_at,
+                           f"bug link {link} received", inbound.id)

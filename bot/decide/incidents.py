@@ -19,6 +19,8 @@ from sqlmodel import Session, col, func, select
 from bot.analysis import Analysis
 from bot.context import Context
 from bot.decide.classify import Classification
+from bot.decide.disclosure import open_disclosure_deadline
+from bot.decide.formchecks import ca_name_flag, with_ca_name
 from bot.decide.mail import acknowledgement, new_incident_alert, update_receipt
 from bot.decide.timeliness import Timeliness, compute_r1
 from bot.parse.forms import ParsedForm
@@ -149,7 +151,9 @@ def open_incident(session: Session, ctx: Context, inbound: InboundMessage,
     assert analysis.form is not None and cls.ca is not None
     config = ctx.config
     ruleset = config.bot.ruleset
-    form = analysis.form
+    # R1a: a CA's contact need not write its CA's name; one that names another is flagged.
+    form = analysis.form = with_ca_name(analysis.form, cls.ca.name)
+    flags = [flag] if (flag := ca_name_flag(form, cls.ca.name)) else []
     notified_at = inbound.received_at
     incident_id, seq = next_incident_id(session, config.bot.incident_prefix, notified_at.year)
     incident = Incident(
@@ -175,9 +179,11 @@ def open_incident(session: Session, ctx: Context, inbound: InboundMessage,
         summary=f"24-hour window {r1.verdict()}",
     ))
     record_form(session, incident, form, inbound, notified_at, first=True)
+    open_disclosure_deadline(session, incident, inbound.id)
     missing = form.missing(ruleset)
-    acknowledgement(session, ctx, incident, inbound, analysis, cls.ca, r1, missing)
-    new_incident_alert(session, ctx, incident, inbound, analysis, r1, missing)
+    flags.extend(r1.impossible)
+    acknowledgement(session, ctx, incident, inbound, analysis, cls.ca, r1, missing, flags)
+    new_incident_alert(session, ctx, incident, inbound, analysis, r1, missing, flags)
     log.info("incident %s opened for %s from message %s (%s)", incident.id, cls.ca.name,
              inbound.id, r1.verdict())
     return incident
@@ -190,7 +196,7 @@ def apply_update(session: Session, ctx: Context, incident: Incident, inbound: In
     assert cls.ca is not None
     now = inbound.received_at
     changes: list[FieldChange] = []
-    form = analysis.form
+    form = analysis.answers or analysis.form  # one line "Label: answer" is a reply (R1a)
     if form is not None:
         changes = record_form(session, incident, form, inbound, now)
         if any(c.key == "category" for c in changes) or form.category != "other":
@@ -211,5 +217,5 @@ def apply_update(session: Session, ctx: Context, incident: Incident, inbound: In
     missing = [FORM_FIELDS_BY_KEY[k].label for k in ctx.config.bot.ruleset.required_fields
                if k not in values]
     update_receipt(session, ctx, incident, inbound, analysis, cls.ca, changes, missing,
-                   satisfied or [])
+                   satisfied or [], cls.recorded)
     return changes

@@ -53,7 +53,7 @@ def _labels(keys: Sequence[str]) -> list[str]:
 
 def acknowledgement(session: Session, ctx: Context, incident: Incident, inbound: InboundMessage,
                     analysis: Analysis, ca: CaConfig, r1: Timeliness,
-                    missing: Sequence[str]) -> None:
+                    missing: Sequence[str], flags: Sequence[str] = ()) -> None:
     sender = analysis.message.from_address or ""
     if not allow_auto_reply(session, ctx, sender):
         session.add(Event(incident_id=incident.id, at=ctx.clock.now(), kind="reply-suppressed",
@@ -67,7 +67,7 @@ def acknowledgement(session: Session, ctx: Context, incident: Incident, inbound:
         source=form.source if form else "the message",
         category_note=form.category_note if form else None,
         fields=_field_rows(analysis), missing=_labels(missing), problems=problems,
-        disclosure_required=ctx.config.bot.ruleset.public_disclosure_required,
+        flags=list(flags), disclosure_required=ctx.config.bot.ruleset.public_disclosure_required,
         **common(ctx))
     enqueue(session, ctx, MailSpec(
         kind="acknowledgement", to=[sender], cc=[c for c in ca.contacts if c != sender],
@@ -78,14 +78,15 @@ def acknowledgement(session: Session, ctx: Context, incident: Incident, inbound:
 
 def new_incident_alert(session: Session, ctx: Context, incident: Incident,
                        inbound: InboundMessage, analysis: Analysis, r1: Timeliness,
-                       missing: Sequence[str]) -> None:
+                       missing: Sequence[str], flags: Sequence[str] = ()) -> None:
     staff = list(ctx.config.staff.addresses)
     if not staff:
         return
     subject, body = ctx.renderer.render(
         "alert-new-incident.txt.j2", incident=incident, sender=analysis.message.from_address,
         verdict=r1.verdict(), smime=f"{analysis.smime.status} ({analysis.smime.reason})",
-        fields=_field_rows(analysis), missing=_labels(missing), **common(ctx))
+        fields=_field_rows(analysis), missing=_labels(missing), flags=list(flags),
+        **common(ctx))
     enqueue(session, ctx, MailSpec(kind="alert", to=staff, subject=subject, body=body,
                                    incident_id=incident.id, auto_submitted="auto-generated"),
             inbound_id=inbound.id)
@@ -93,15 +94,17 @@ def new_incident_alert(session: Session, ctx: Context, incident: Incident,
 
 def update_receipt(session: Session, ctx: Context, incident: Incident, inbound: InboundMessage,
                    analysis: Analysis, ca: CaConfig, changes: Sequence[object],
-                   missing: Sequence[str], satisfied: Sequence[str]) -> None:
+                   missing: Sequence[str], satisfied: Sequence[str],
+                   recorded: Sequence[str] = ()) -> None:
     sender = analysis.message.from_address or ""
     if not allow_auto_reply(session, ctx, sender):
         return
-    problems = list(analysis.form.problems) if analysis.form else []
+    form = analysis.answers or analysis.form
+    problems = list(form.problems) if form else []
     subject, body = ctx.renderer.render(
         "update-receipt.txt.j2", incident=incident, ca_name=ca.name,
         received_at=inbound.received_at, changes=changes, missing=list(missing),
-        satisfied=list(satisfied), problems=problems, **common(ctx))
+        satisfied=list(satisfied), problems=problems, recorded=list(recorded), **common(ctx))
     enqueue(session, ctx, MailSpec(
         kind="receipt", to=[sender], subject=subject, body=body, incident_id=incident.id,
         in_reply_to=analysis.message.message_id, references=analysis.message.references,

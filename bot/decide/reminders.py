@@ -22,11 +22,12 @@ from sqlmodel import Session
 
 from bot.clock import as_utc
 from bot.context import Context
+from bot.decide.deadlines import close_deadline
 from bot.decide.outmail import to_ca, to_staff
 from bot.decide.timeliness import format_span as span
 from bot.rules.deadlines import AUDIENCE_STAFF, DEADLINE_KINDS_BY_NAME
 from storage import queries
-from storage.models import DL_OPEN, Deadline, Event, Incident, ReminderLog
+from storage.models import DL_OPEN, DL_SATISFIED, Deadline, Event, Incident, ReminderLog
 
 log = logging.getLogger("rootnotify.reminders")
 
@@ -117,6 +118,8 @@ def _send(session: Session, ctx: Context, incident: Incident, row: Deadline, sta
     if stage == STAGE_ENDED:
         to_staff(session, ctx, "reminder", "notice-period-ended.txt.j2", incident=incident,
                  deadline=row, what=what)
+        # P1: the period has run its course once staff are told; nothing is left open.
+        close_deadline(session, row, DL_SATISFIED, now, "the notice period ended; staff told")
         return 1
     overdue_by = span(now - due) if now >= due else None
     to_ca(session, ctx, incident, "reminder", "reminder.txt.j2", deadline=row, what=what,

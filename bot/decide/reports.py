@@ -17,6 +17,7 @@ from bot.decide.classify import Classification
 from bot.decide.deadlines import satisfy
 from bot.decide.mail import allow_auto_reply
 from bot.decide.outmail import to_sender
+from bot.decide.resolution import end_updates
 from bot.decide.updates import hint_text
 from bot.parse.reports import ReportCheck
 from bot.parse.reporttext import find_final_report
@@ -50,6 +51,8 @@ def handle_final_report(session: Session, ctx: Context, inbound: InboundMessage,
     missing = [i for i in items if not i["present"]]
     satisfied = satisfy(session, incident, "final-report", inbound, now, complete=not missing,
                         hint_text=hint_text(analysis))
+    if not missing:  # R3 2026-02: nothing is left to send daily updates about
+        end_updates(session, incident, now, "the final report is complete", inbound.id)
     session.add(Event(incident_id=incident.id, at=now, kind="final-report-received", rule="R4",
                       inbound_id=inbound.id,
                       summary=f"final report: {len(check.present)} of {len(items)} items in "
@@ -61,6 +64,6 @@ def handle_final_report(session: Session, ctx: Context, inbound: InboundMessage,
         to_sender(session, ctx, "receipt", "final-report-receipt.txt.j2", sender,
                   analysis.message.message_id, analysis.message.references, incident=incident,
                   inbound_id=inbound.id, ca_name=cls.ca.name, received_at=now, items=items,
-                  missing=missing, satisfied=satisfied)
+                  missing=missing, satisfied=satisfied, recorded=cls.recorded)
     log.info("final report for %s from message %s: %d missing", incident.id, inbound.id,
              len(missing))

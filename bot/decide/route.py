@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from sqlmodel import Session
 
 from bot.analysis import Analysis
+from bot.clock import FixedClock
 from bot.context import Context
 from bot.decide.alerts import alert_staff
 from bot.decide.bounces import handle_bounce
@@ -85,10 +87,21 @@ HANDLERS: dict[str, Handler] = {
 # a CA what was not read (limits), tell staff of a bad signature, record a
 # public disclosure link (2026-02).
 FOLLOW_UPS: tuple[Handler, ...] = (report_limits, alert_on_signature, record_disclosure)
+# What applies before the handler of a mail in an incident, so that its
+# receipt can say it: the public disclosure link (recorded once either way).
+BEFORE: tuple[Handler, ...] = (record_disclosure,)
 
 
 def act(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis) -> None:
-    """Classify and act, inside the caller's transaction."""
+    """Classify and act, inside the caller's transaction, at the time the mail was received.
+
+    Every decision takes "now" from the mail (DESIGN: time comes from the
+    mail): its due dates, its events and the mail it queues are stamped with
+    its receipt time, so `ingest` of old mail, a backlog or `reprocess` give
+    what live SMTP gave, and a `tick --now` after the receipt sends the answers.
+    """
+    ctx = replace(ctx, clock=FixedClock(inbound.received_at),
+                  process_clock=ctx.process_clock or ctx.clock)
     message = analysis.message
     inbound.from_address = message.from_address
     inbound.subject = message.subject[:500] if message.subject else None
@@ -101,6 +114,9 @@ def act(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analy
     inbound.ca = cls.ca.name if cls.ca else None
     if cls.incident is not None:
         inbound.incident_id = cls.incident.id
+    if cls.incident is not None:
+        for step in BEFORE:
+            step(session, ctx, inbound, analysis, cls)
     HANDLERS[cls.kind](session, ctx, inbound, analysis, cls)
     for follow_up in FOLLOW_UPS:
         follow_up(session, ctx, inbound, analysis, cls)

@@ -16,7 +16,8 @@ from sqlmodel import Session
 
 from bot.clock import as_utc
 from bot.context import Context
-from bot.decide import cadence
+from bot.decide import cadence, resolution
+from bot.decide.alerts import alert_staff
 from bot.decide.deadlines import cancel_open, close_deadline, label, open_deadline
 from bot.decide.notices import give_notice
 from bot.decide.outmail import to_ca
@@ -70,7 +71,7 @@ def _when(at: datetime) -> str:
 
 def request(run: Run, step: Step) -> list[str]:
     incident, cmd = run.incident, step.command
-    assert incident is not None and step.due is not None and cmd.what is not None
+    assert incident is not None and cmd.what is not None
     kind = REQUEST_KINDS[cmd.what]
     lines = []
     if kind in SINGLE_REQUESTS and cancel_open(run.session, incident, run.now,
@@ -164,11 +165,18 @@ def note(run: Run, step: Step) -> list[str]:
                                 if answered else "")]
 
 
+def resolved(run: Run, step: Step) -> list[str]:
+    assert run.incident is not None
+    return resolution.resolve(run.session, run.incident, run.now, run.sender, run.inbound_id,
+                              step.command.line)
+
+
 def close(run: Run, step: Step) -> list[str]:
     incident = run.incident
     assert incident is not None
     if incident.status == "closed":
         return [f"{incident.id} was already closed."]
+    warning = _no_final_report_warning(run, step)
     incident.status = "closed"
     incident.closed_at = run.now
     run.session.add(incident)
@@ -176,7 +184,25 @@ def close(run: Run, step: Step) -> list[str]:
                             run.inbound_id, step.command.line)
     _event(run, step, "incident-closed", f"incident closed; {cancelled} open deadline(s) "
                                          "cancelled")
-    return [f"{incident.id} closed; {cancelled} open deadline(s) cancelled."]
+    return [f"{incident.id} closed; {cancelled} open deadline(s) cancelled.", *warning]
+
+
+def _no_final_report_warning(run: Run, step: Step) -> list[str]:
+    """R4: closing without a complete (or accepted) final report is allowed, never silent."""
+    incident = run.incident
+    assert incident is not None
+    accepted = any(d.kind == "final-report" and d.state == DL_SATISFIED
+                   for d in queries.deadlines(run.session, incident.id))
+    if accepted or resolution.final_report_complete(run.session, incident):
+        return []
+    text = (f"Warning: {incident.id} was closed without a complete final report (R4). "
+            "If that was not meant, send /reopen.")
+    _event(run, step, "closed-without-final-report", "closed without a complete final report")
+    alert_staff(run.session, run.ctx, subject=f"{incident.id} closed without a final report",
+                body=f"{run.sender} closed {incident.id} ({incident.ca}) with no complete "
+                     f"final report received or accepted (R4).\n",
+                incident_id=incident.id, inbound_id=run.inbound_id)
+    return [text]
 
 
 def reopen(run: Run, step: Step) -> list[str]:
@@ -212,6 +238,7 @@ ACTIONS: dict[tuple[str, str | None], Action] = {
     ("disqualify-audit", None): disqualify_audit,
     ("accept", "final-report"): accept_final_report,
     ("note", None): note,
+    ("resolved", None): resolved,
     ("close", None): close,
     ("reopen", None): reopen,
     ("status", None): status,

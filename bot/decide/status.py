@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from bot.clock import as_utc
 from bot.decide.deadlines import label
+from bot.decide.deadlines import overdue as is_overdue
 from bot.decide.timeliness import format_span
 from bot.rules.rulesets import get_ruleset
 from storage import queries
@@ -20,9 +21,9 @@ MAX_INCIDENTS = 200
 def _deadline_lines(session: Session, incident: Incident, now: datetime) -> list[str]:
     lines = []
     for d in queries.open_deadlines(session, incident.id):
-        due = as_utc(d.due_at)
-        when = (f"OVERDUE by {format_span(now - due)}" if due <= now
-                else f"in {format_span(due - now)}")
+        due = as_utc(d.due_at) if d.due_at is not None else None
+        when = ("no due date" if due is None else f"OVERDUE by {format_span(now - due)}"
+                if due <= now else f"in {format_span(due - now)}")
         lines.append(f"{label(d)} — {when}" + (f": {d.text}" if d.text else ""))
     return lines
 
@@ -34,6 +35,8 @@ def incident_status(session: Session, incident: Incident, now: datetime) -> list
              + (", EXCEPTIONAL" if incident.exceptional else ""),
              f"Notified {as_utc(incident.notified_at):%Y-%m-%d %H:%M} UTC; reports: "
              f"{incident.reports_mode or 'not yet decided'}"]
+    if incident.resolved_at is not None:
+        lines.append(f"Resolved {as_utc(incident.resolved_at):%Y-%m-%d %H:%M} UTC")
     deadlines = _deadline_lines(session, incident, now)
     lines.append("Open deadlines:" if deadlines else "Open deadlines: none")
     lines.extend(f"  - {x}" for x in deadlines)
@@ -59,7 +62,7 @@ def overall_status(session: Session, now: datetime) -> list[str]:
     lines = [f"{len(incidents)} open incident(s):"]
     for incident in incidents:
         open_rows = queries.open_deadlines(session, incident.id)
-        overdue = [d for d in open_rows if as_utc(d.due_at) <= now]
+        overdue = [d for d in open_rows if is_overdue(d, now)]
         lines.append(f"- {incident.id} ({incident.ca}, {incident.category}): "
                      f"{len(open_rows)} open deadline(s), {len(overdue)} overdue")
         lines.extend(f"    OVERDUE: {label(d)}" for d in overdue)

@@ -9,6 +9,7 @@ from bot.context import Context
 from bot.decide.classify import Classification
 from bot.decide.deadlines import satisfy
 from bot.decide.incidents import apply_update
+from bot.decide.resolution import propose_if_claimed
 from storage.models import InboundMessage
 
 
@@ -23,4 +24,7 @@ def handle_update(session: Session, ctx: Context, inbound: InboundMessage, analy
     assert cls.incident is not None
     satisfied = satisfy(session, cls.incident, cls.kind, inbound, inbound.received_at,
                         hint_text=hint_text(analysis))
+    if propose_if_claimed(session, ctx, cls.incident, inbound, analysis):
+        cls.recorded.append("You say the incident is resolved: the program's staff were asked "
+                            "to confirm it.")
     apply_update(session, ctx, cls.incident, inbound, analysis, cls, satisfied=satisfied)

@@ -35,7 +35,10 @@ class Queued:
 def enqueue(session: Session, ctx: Context, spec: MailSpec,
             inbound_id: int | None = None) -> Queued | None:
     """Compose `spec` and add it to the outbox; None when it has no valid recipient."""
-    now = ctx.clock.now()
+    now = ctx.clock.now()  # the decision's time: a mail's receipt, or the scheduler's now
+    # Queued for real at the process's time; due at once for a `tick --now` at
+    # or after the decision, however far that is from the process's clock.
+    queued = (ctx.process_clock or ctx.clock).now()
     composed = compose(
         spec,
         from_header=ctx.config.outgoing.from_address,
@@ -71,8 +74,8 @@ def enqueue(session: Session, ctx: Context, spec: MailSpec,
         data=data,
         status=OUT_QUEUED,
         attempts=0,
-        created_at=now,
-        next_attempt_at=now,
+        created_at=queued,
+        next_attempt_at=min(now, queued),
         inbound_id=inbound_id,
     )).inserted_primary_key[0]
     if spec.incident_id:

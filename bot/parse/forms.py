@@ -42,6 +42,9 @@ from bot.rules.rulesets import (
 MAX_FORM_TEXT = 512_000
 # Fewer labels than this is a sentence that happens to contain one, not a form.
 MIN_LABELS = 2
+# In a reply in an incident's thread one label is enough: the natural answer to
+# "you are missing X" is the one line "X: …" (R1a).
+MIN_REPLY_LABELS = 1
 # A forwarded mail inside a forwarded mail inside…: real forwards nest once or twice.
 MAX_FORWARD_DEPTH = 3
 DATE_KEYS = ("incident_at", "discovered_at")
@@ -239,7 +242,8 @@ def _category(raw: str | None) -> tuple[str, str | None]:
 
 
 def parse_form_text(
-    text: str, ruleset: Ruleset, tz: tzinfo, source: str = "the message body"
+    text: str, ruleset: Ruleset, tz: tzinfo, source: str = "the message body",
+    min_labels: int = MIN_LABELS,
 ) -> ParsedForm:
     """Read the form in `text`; never raises. `ruleset` is kept for the caller's `missing()`."""
     del ruleset  # every known label is read; the ruleset only decides what is required
@@ -259,11 +263,11 @@ def parse_form_text(
         found = _read_lines(lines)
         if kind == "top":
             chosen = found
-            if len(found) >= MIN_LABELS:
+            if len(found) >= min_labels:
                 break
             continue
         answered = sum(1 for f in found if _clean_value(f.lines))
-        if len(chosen) < MIN_LABELS and answered >= MIN_LABELS:
+        if len(chosen) < min_labels and answered >= min_labels:
             chosen = found
             chosen_source = ("the forwarded message" if source == "the message body"
                              else f"the forwarded message in {source}")
@@ -316,7 +320,7 @@ def _body_text(message: ParsedMessage) -> str:
 
 
 def _attachment_form(
-    att: Attachment, ruleset: Ruleset, tz: tzinfo, depth: int
+    att: Attachment, ruleset: Ruleset, tz: tzinfo, depth: int, min_labels: int
 ) -> tuple[ParsedForm | None, list[str]]:
     """The form read from one attachment, and what could not be read of it."""
     source = f"the attachment '{att.filename}'"
@@ -324,7 +328,7 @@ def _attachment_form(
         if depth >= MAX_FORWARD_DEPTH:
             return None, [f"{source}: forwarded mails nested too deeply; not read"]
         inner = parse_message(att.data)
-        form = _find(inner, ruleset, tz, depth + 1)
+        form = _find(inner, ruleset, tz, depth + 1, min_labels)
         if form is None:
             return None, []
         where = "the forwarded message" + (f" '{inner.subject}'" if inner.subject else "")
@@ -335,12 +339,12 @@ def _attachment_form(
     errors = [f"{source}: {doc.error}"] if doc.error else []
     if doc.fields:
         form = _from_pdf_fields(doc.fields, tz, source)
-        if form.labels_found >= MIN_LABELS:
+        if form.labels_found >= min_labels:
             return form, errors
     if not doc.text:
         return None, errors
-    form = parse_form_text(doc.text, ruleset, tz, source)
-    return (form if form.labels_found >= MIN_LABELS else None), errors
+    form = parse_form_text(doc.text, ruleset, tz, source, min_labels)
+    return (form if form.labels_found >= min_labels else None), errors
 
 
 def _from_pdf_fields(pdf_fields: tuple[PdfField, ...], tz: tzinfo, source: str) -> ParsedForm:
@@ -364,26 +368,28 @@ def _with(form: ParsedForm, **changes: object) -> ParsedForm:
     return replace(form, **changes)  # type: ignore[arg-type]
 
 
-def _find(message: ParsedMessage, ruleset: Ruleset, tz: tzinfo, depth: int) -> ParsedForm | None:
+def _find(message: ParsedMessage, ruleset: Ruleset, tz: tzinfo, depth: int,
+          min_labels: int) -> ParsedForm | None:
     problems: list[str] = []
     # mail-parser folds a forwarded mail's text into the body; reading the
     # forwarded part itself first keeps `source` honest.
     named = [a for a in message.attachments if _is_form_named(a) or _is_mail(a)]
     others = [a for a in message.attachments if a not in named]
     for att in named:
-        form, errors = _attachment_form(att, ruleset, tz, depth)
+        form, errors = _attachment_form(att, ruleset, tz, depth, min_labels)
         problems.extend(errors)
         if form is not None:
             return _with(form, problems=(*form.problems, *problems))
-    body = parse_form_text(_body_text(message), ruleset, tz)
-    if body.labels_found < MIN_LABELS and message.text_plain.strip() and message.text_html.strip():
-        html_form = parse_form_text(html_to_text(message.text_html).text, ruleset, tz)
+    body = parse_form_text(_body_text(message), ruleset, tz, min_labels=min_labels)
+    if body.labels_found < min_labels and message.text_plain.strip() and message.text_html.strip():
+        html_form = parse_form_text(html_to_text(message.text_html).text, ruleset, tz,
+                                    min_labels=min_labels)
         if html_form.labels_found > body.labels_found:
             body = html_form
-    if body.labels_found >= MIN_LABELS:
+    if body.labels_found >= min_labels:
         return _with(body, problems=(*body.problems, *problems))
     for att in others:
-        form, errors = _attachment_form(att, ruleset, tz, depth)
+        form, errors = _attachment_form(att, ruleset, tz, depth, min_labels)
         problems.extend(errors)
         if form is not None:
             return _with(form, problems=(*form.problems, *problems))
@@ -395,8 +401,9 @@ def _find(message: ParsedMessage, ruleset: Ruleset, tz: tzinfo, depth: int) -> P
     return None
 
 
-def find_form(message: ParsedMessage, ruleset: Ruleset, tz: tzinfo) -> ParsedForm | None:
-    """The form in `message`, or None when no text of it carries at least two form labels.
+def find_form(message: ParsedMessage, ruleset: Ruleset, tz: tzinfo,
+              min_labels: int = MIN_LABELS) -> ParsedForm | None:
+    """The form in `message`, or None when no text of it carries `min_labels` form labels.
 
     Order: an attachment named like a form ("form", "notification", "incident"
     in its name), then the body (plain text, else HTML), then other attachments
@@ -404,7 +411,7 @@ def find_form(message: ParsedMessage, ruleset: Ruleset, tz: tzinfo) -> ParsedFor
     gives an empty form whose `problems` say why, so the CA is told.
     """
     try:
-        return _find(message, ruleset, tz, 0)
+        return _find(message, ruleset, tz, 0, min_labels)
     except RecursionError:
         return None
 

@@ -62,6 +62,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("accept", "final-report", r"\s+final-report",
                 "/accept final-report", "R4", True),
     CommandSpec("note", None, r"\s+(?P<text>\S.*)", "/note free text", "P2", True),
+    # R3/R4 (2026-02): "until the incident is remediated", "once it has been resolved".
+    CommandSpec("resolved", None, r"", "/resolved", "R4", True),
     CommandSpec("close", None, r"", "/close", ADMIN, True),
     CommandSpec("reopen", None, r"", "/reopen", ADMIN, True),
     CommandSpec("status", None, r"", "/status", ADMIN, False),

@@ -17,9 +17,6 @@ AUDIENCE_STAFF = "staff"  # only staff are told, once, when it ends (the notice 
 # P1/M1: a notice's action may not come sooner than this after the notice,
 # unless the incident is marked exceptional.
 NOTICE_PERIOD = timedelta(days=7)
-# Where staff give no due date, a request is due this long after it is made:
-# a week is the cadence the program's staff use for follow-ups.
-DEFAULT_REQUEST_PERIOD = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -54,6 +51,11 @@ DEADLINE_KINDS: tuple[DeadlineKind, ...] = (
     DeadlineKind("info", "R1a", "the information requested", AUDIENCE_CA,
                  ("update", "certificate-list", "final-report")),
     DeadlineKind("notice-period", "P1", "the notice period", AUDIENCE_STAFF, ()),
+    # 2026-02: satisfied by a bug link in any CA mail of the thread
+    # (bot/decide/disclosure.py), whatever its kind.
+    DeadlineKind("public-disclosure", "2026-02 disclosure",
+                 "the link to the public disclosure of the incident on Bugzilla",
+                 AUDIENCE_CA, ()),
 )
 DEADLINE_KINDS_BY_NAME: dict[str, DeadlineKind] = {k.kind: k for k in DEADLINE_KINDS}
 

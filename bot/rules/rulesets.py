@@ -7,7 +7,7 @@ Rule ids (R1, R3, R4, P1 …) are those of `program-rules.md`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
 
@@ -142,6 +142,19 @@ class Ruleset:
     # P1 wording in notices.
     revoke_wording: str
     public_disclosure_required: bool
+    # R2, R5, info: a request sent without `due DATE` is due this long after
+    # the command's receipt; a kind not listed has no due date and no reminders
+    # (neither text sets a period for them).
+    undated_request_periods: tuple[tuple[str, timedelta], ...] = ()
+    # R4 (2026-02 "once the incident has been resolved"): the final report is
+    # due this long after /resolved, unless staff set a date; None: not opened.
+    final_report_after_resolved: timedelta | None = None
+    # Public disclosure on Bugzilla: the link is due this long after the
+    # notification (when `public_disclosure_required`).
+    public_disclosure_within: timedelta | None = None
+
+    def undated_request_period(self, kind: str) -> timedelta | None:
+        return dict(self.undated_request_periods).get(kind)
 
     def form_field_keys(self) -> tuple[str, ...]:
         return tuple(f.key for f in self.form_fields)
@@ -171,10 +184,19 @@ RULESET_2026_02 = Ruleset(
     required_fields=(*_REQUIRED_2019, "affected_certificate_count", "ca_requests"),
     reports_default="every-24h",
     default_update_interval=timedelta(hours=24),
-    final_report_items=tuple(i for i in FINAL_REPORT_ITEMS if i.key != "log_files"),
+    # Numbered 1-14 as the 2026-02 text numbers them (no gap where log files were).
+    final_report_items=tuple(
+        replace(item, number=n) for n, item in
+        enumerate((i for i in FINAL_REPORT_ITEMS if i.key != "log_files"), 1)),
     final_report_when="once the incident has been resolved",
     revoke_wording="remove and/or disallow",
     public_disclosure_required=True,
+    # The text says "once resolved" and names no period; two weeks is the
+    # CCADB's customary time for a full incident report. `/request
+    # final-report due DATE` replaces it.
+    final_report_after_resolved=timedelta(days=14),
+    # The CCADB asks for a preliminary incident report on Bugzilla within 72 hours.
+    public_disclosure_within=timedelta(hours=72),
 )
 
 RULESETS: dict[str, Ruleset] = {r.name: r for r in (RULESET_2019_03, RULESET_2026_02)}
