@@ -91,6 +91,10 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "addresses": (list, []),
         "auth": (str, "smime"),
         "certificates": (list, []),
+        # How far a signed command's signing time (S/MIME signingTime, DKIM t=)
+        # may lie from its receipt: a mail client signs when it sends, so real
+        # mail is minutes off; a day or two covers a queue held over a weekend.
+        "signature_window": (str, "48h"),
     },
     "limits": {
         "max_mime_parts": (int, DEFAULT_LIMITS.max_parts),
@@ -190,6 +194,7 @@ class StaffConfig:
     addresses: tuple[str, ...]
     auth: str
     certificates: tuple[Path, ...]
+    signature_window: timedelta = timedelta(hours=48)
 
 
 @dataclass(frozen=True)
@@ -461,6 +466,8 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
             auth=staff["auth"],
             certificates=tuple(reader.existing_path("staff", "certificates", p)
                                for p in staff["certificates"]),
+            signature_window=_duration(staff["signature_window"],
+                                       reader.where("staff", "signature_window")),
         ),
         cas=tuple(cas),
         scheduler=SchedulerConfig(

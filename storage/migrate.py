@@ -38,7 +38,7 @@ log = logging.getLogger("rootnotify.storage")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest file in migrations/versions, known without loading Alembic;
 # tests/test_migrations.py fails when a new revision does not move it.
-HEAD = "0003"
+HEAD = "0004_i17"
 # What a database made before migrations is (storage/migrations/versions/0001_*).
 FIRST_REVISION = "0001"
 # A table every rootnotify schema has had: its presence without Alembic's
@@ -87,6 +87,11 @@ def _scripts() -> ScriptDirectory:
 def head() -> str:
     """This rootnotify's newest schema revision."""
     return HEAD
+
+
+def number_of(revision: str | None) -> int:
+    """A revision's number: a branch's id may carry a suffix after it ("0004_i17")."""
+    return int((revision or "0").split("_", 1)[0])
 
 
 def revision_of(connection: Connection) -> tuple[str | None, bool]:
@@ -163,7 +168,7 @@ def new_revision(message: str) -> Path:
         with engine.begin() as connection:
             config = _config(connection)
             command.upgrade(config, "head")
-            number = f"{int(_scripts().get_current_head() or 0) + 1:04d}"
+            number = f"{number_of(_scripts().get_current_head()) + 1:04d}"
             script = command.revision(config, message=message, autogenerate=True,
                                       rev_id=number)
         engine.dispose()
