@@ -31,6 +31,7 @@ class Analysis:
     certificate_lists: list[Attachment] = field(default_factory=list)
     final_report: object | None = None  # bot.parse.reports.ReportCheck
     problems: list[str] = field(default_factory=list)
+    envelope_from: str | None = None  # SMTP MAIL FROM; None for IMAP and files
 
     @property
     def body_text(self) -> str:
@@ -78,7 +79,8 @@ def analyze(raw: bytes, config: Config, trust: Trust, *, received_at: datetime,
             final_report = _final_report(message, ruleset)
     return Analysis(message=message, smime=smime, automatic=automatic, form=form,
                     command_lines=command_lines, certificate_lists=certificate_lists,
-                    final_report=final_report, problems=problems)
+                    final_report=final_report, problems=problems,
+                    envelope_from=envelope_from)
 
 
 def _certificate_lists(message: ParsedMessage) -> list[Attachment]:
