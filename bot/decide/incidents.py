@@ -176,8 +176,8 @@ def open_incident(session: Session, ctx: Context, inbound: InboundMessage,
     ))
     record_form(session, incident, form, inbound, notified_at, first=True)
     missing = form.missing(ruleset)
-    acknowledgement(session, ctx, incident, inbound, analysis, cls.ca, r1, missing)
-    new_incident_alert(session, ctx, incident, inbound, analysis, r1, missing)
+    suppressed = acknowledgement(session, ctx, incident, inbound, analysis, cls.ca, r1, missing)
+    new_incident_alert(session, ctx, incident, inbound, analysis, r1, missing, suppressed)
     log.info("incident %s opened for %s from message %s (%s)", incident.id, cls.ca.name,
              inbound.id, r1.verdict())
     return incident
