@@ -57,6 +57,18 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # a real client sends a few RCPT per mail and reuses a session for
         # hundreds of mails at most; a peer spinning on NOOP/RSET is cut off.
         "command_call_limit": (int, 1000),
+        # Sessions one client address may hold at once (Postfix's
+        # smtpd_client_connection_count_limit): an MTA delivering to us opens
+        # a few in parallel; more from one address is a client holding slots.
+        "max_connections_per_client": (int, 5),
+        # Percent of max_connections kept for clients with no other session,
+        # so that many addresses holding a few each still leave room.
+        "reserved_percent": (int, 10),
+        # A session's deadline as a whole, in seconds, extended by what it
+        # sends at min_data_rate bytes/s: aiosmtpd's idle timeout is reset by
+        # every command, so a client trickling NOOPs would hold a slot forever.
+        "session_timeout": (int, 300),
+        "min_data_rate": (int, 500),
     },
     "imap": {
         "enabled": (bool, False),
@@ -153,6 +165,15 @@ class SmtpConfig:
     tls_certificate: Path | None
     tls_key: Path | None
     command_call_limit: int = 1000
+    max_connections_per_client: int = 5
+    reserved_percent: int = 10
+    session_timeout: int = 300
+    min_data_rate: int = 500
+
+    @property
+    def reserved_connections(self) -> int:
+        """Slots a client that already has a session may not take."""
+        return self.max_connections * self.reserved_percent // 100
 
 
 @dataclass(frozen=True)
@@ -390,8 +411,12 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
     for key, value in lim.items():
         if value <= 0:
             raise ConfigError(f"{reader.where('limits', key)}: must be positive")
-    if sm["command_call_limit"] <= 0:
-        raise ConfigError(f"{reader.where('smtp', 'command_call_limit')}: must be positive")
+    for key in ("command_call_limit", "max_connections_per_client", "session_timeout",
+                "min_data_rate"):
+        if sm[key] <= 0:
+            raise ConfigError(f"{reader.where('smtp', key)}: must be positive")
+    if not 0 <= sm["reserved_percent"] < 100:
+        raise ConfigError(f"{reader.where('smtp', 'reserved_percent')}: must be from 0 to 99")
 
     imap_password = env.get(im["password_env"]) if im["password_env"] else None
     if im["enabled"] and not imap_password:
@@ -439,6 +464,10 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
                                                  sm["tls_certificate"]),
             tls_key=reader.optional_path("smtp", "tls_key", sm["tls_key"]),
             command_call_limit=sm["command_call_limit"],
+            max_connections_per_client=sm["max_connections_per_client"],
+            reserved_percent=sm["reserved_percent"],
+            session_timeout=sm["session_timeout"],
+            min_data_rate=sm["min_data_rate"],
         ),
         imap=ImapConfig(
             enabled=im["enabled"], host=im["host"], port=im["port"], ssl=im["ssl"],
