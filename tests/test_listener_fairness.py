@@ -1,4 +1,4 @@
-"""One client cannot lock the others out of the listener: caps per address, reserved slots, deadlines.
+"""One client cannot lock out the others: caps per address, reserved slots, session deadlines.
 
 The abusive client opens 100 connections from 127.0.0.1 and trickles a
 byte of `NOOP` at a time over each, as a hostile peer would; the honest one
@@ -9,6 +9,7 @@ deadline and are closed with `421`.
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import socket
 import threading
@@ -76,10 +77,8 @@ class Trickler:
         line, i = b"NOOP\r\n", 0
         while not self.stop.wait(0.5):  # the abuser's own pace, not a test wait
             for s in self.held:
-                try:
+                with contextlib.suppress(OSError):  # closed by the listener
                     s.send(line[i % len(line):i % len(line) + 1])
-                except OSError:
-                    pass
             i += 1
 
     def last_words(self) -> list[bytes]:
