@@ -41,6 +41,14 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # How long parsing a batch may take in such a child before it is
         # killed and the message it was on failed.
         "analysis_timeout_seconds": (int, 60),
+        # Address space (MiB) one analysis process may map (RLIMIT_AS): a
+        # 177 KB .docx whose XML unpacks to 45 MB grew a parser to 657 MB.
+        # A parse past it fails (MemoryError), not the host.
+        "analysis_memory_limit": (int, 512),
+        # Peak resident size (MiB) past which an analysis process is replaced
+        # after the batch that made it so large: what a parse freed may stay
+        # mapped (CPython's arenas, malloc's heap).
+        "analysis_recycle_rss": (int, 256),
     },
     "storage": {"url": (str, "")},
     "smtp": {
@@ -146,6 +154,8 @@ class BotConfig:
     max_auto_replies_per_day: int
     analysis_processes: int = 1
     analysis_timeout_seconds: int = 60
+    analysis_memory_limit: int = 512
+    analysis_recycle_rss: int = 256
 
     @property
     def spool_dir(self) -> Path:
@@ -347,6 +357,12 @@ def _analysis_timeout(reader: _Reader, value: int) -> int:
     return value
 
 
+def _positive(reader: _Reader, section: str, key: str, value: int) -> int:
+    if value <= 0:
+        raise ConfigError(f"{reader.where(section, key)}: must be positive")
+    return value
+
+
 def _analysis_processes(reader: _Reader, value: int) -> int:
     if not 0 <= value <= 64:
         raise ConfigError(f"{reader.where('bot', 'analysis_processes')}: {value} is not "
@@ -454,6 +470,10 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
             max_auto_replies_per_day=b["max_auto_replies_per_day"],
             analysis_processes=_analysis_processes(reader, b["analysis_processes"]),
             analysis_timeout_seconds=_analysis_timeout(reader, b["analysis_timeout_seconds"]),
+            analysis_memory_limit=_positive(reader, "bot", "analysis_memory_limit",
+                                            b["analysis_memory_limit"]),
+            analysis_recycle_rss=_positive(reader, "bot", "analysis_recycle_rss",
+                                           b["analysis_recycle_rss"]),
         ),
         storage_url=_storage_url(reader, st["url"], data_dir),
         smtp=SmtpConfig(
