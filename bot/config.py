@@ -77,6 +77,10 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # every command, so a client trickling NOOPs would hold a slot forever.
         "session_timeout": (int, 300),
         "min_data_rate": (int, 500),
+        # Client addresses the per-client cap and the reserve do not apply to
+        # (Postfix's smtpd_client_event_limit_exceptions): the program's own
+        # MX, when it relays all intake mail to the listener from one address.
+        "unlimited_clients": (list, []),
     },
     "imap": {
         "enabled": (bool, False),
@@ -179,6 +183,7 @@ class SmtpConfig:
     reserved_percent: int = 10
     session_timeout: int = 300
     min_data_rate: int = 500
+    unlimited_clients: tuple[str, ...] = ()
 
     @property
     def reserved_connections(self) -> int:
@@ -488,6 +493,7 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
             reserved_percent=sm["reserved_percent"],
             session_timeout=sm["session_timeout"],
             min_data_rate=sm["min_data_rate"],
+            unlimited_clients=tuple(sm["unlimited_clients"]),
         ),
         imap=ImapConfig(
             enabled=im["enabled"], host=im["host"], port=im["port"], ssl=im["ssl"],

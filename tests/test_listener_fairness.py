@@ -142,3 +142,13 @@ def test_a_share_of_the_slots_is_kept_for_clients_with_no_session(tmp_path):
             assert deliver_honestly(port, "into a reserved slot") < HONEST_SECONDS
         finally:
             abuser.close()
+
+
+def test_the_programs_own_mx_may_be_exempted_from_the_per_client_cap(tmp_path):
+    with listener(tmp_path, f'unlimited_clients = ["{ABUSER}"]') as bot:
+        relay = Trickler(bot.config.smtp.port, 12)  # the MX, delivering in parallel
+        try:
+            assert [g[:3] for g in relay.greetings] == [b"220"] * 12
+            assert deliver_honestly(bot.config.smtp.port, "beside the MX") < HONEST_SECONDS
+        finally:
+            relay.close()

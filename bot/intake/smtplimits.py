@@ -11,6 +11,7 @@ anvil; `smtpd_timeout` with `smtpd_min_data_rate`):
     reserved        the address holds a session already, and only the
                     `reserved_percent` share of slots is left: kept for
                     clients with none
+    (the last two not for `unlimited_clients`: the program's own MX)
 
 and every admitted session has a deadline as a whole: `session_timeout`
 seconds plus the time its bytes take at `min_data_rate` bytes/s. A client
@@ -47,6 +48,8 @@ class Admission:
         held = self.per_client[address]
         if self.total >= limit:
             return REFUSED_FULL
+        if address in self.config.unlimited_clients:
+            return None
         if held >= self.config.max_connections_per_client:
             return REFUSED_CLIENT
         if held and limit - self.total <= self.config.reserved_connections:
