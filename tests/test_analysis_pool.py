@@ -420,3 +420,21 @@ def test_a_docx_bomb_is_bounded_in_its_process_which_is_then_replaced(tmp_path):
             InboundMessage.message_id == "<bomb@exampleca.test>")).one()
     assert (row.state, row.last_error) == (STATE_PROCESSED, None)  # answered, not lost
     ctx.db.dispose()
+
+
+def test_a_message_past_the_memory_bound_fails_alone_and_is_not_parsed_in_the_worker(tmp_path):
+    ctx = _pool_context(tmp_path / "bot")
+    pidfile = tmp_path / "oom.pid"
+    pool = AnalysisPool(ctx.config, processes=1, analyse=poison.analyse_or_misbehave)
+    try:
+        _store(ctx, _forms_with("oom", pidfile))
+        report = process_pending(ctx, pool=pool)
+    finally:
+        pool.close()
+    assert (report.processed, report.failed) == (4, 1)
+    state, error, incident = _states(ctx)["<poison-2@exampleca.test>"]
+    assert (state, incident) == (STATE_FAILED, None)
+    assert error == ("AnalysisAborted: parsing it needed more than the 512 MiB an analysis "
+                     "process may use ([bot] analysis_memory_limit)")
+    assert pool.aborted == 1 and pool.analysed == 4
+    ctx.db.dispose()
