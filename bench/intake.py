@@ -260,6 +260,8 @@ address = "{BOT}"
 max_auto_replies_per_day = 1000000
 [smtp]
 port = {port}
+# The load generator is one client address, as the program's MX would be.
+unlimited_clients = ["127.0.0.1"]
 [outgoing]
 mode = "smtp"
 port = {sink_port}

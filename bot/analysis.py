@@ -34,6 +34,7 @@ class Analysis:
     # Form answers read with one label enough: what a reply in an incident's
     # thread answers (R1a). Never opens an incident; `form` does that.
     answers: ParsedForm | None = None
+    envelope_from: str | None = None  # SMTP MAIL FROM; None for IMAP and files
 
     @property
     def body_text(self) -> str:
@@ -83,7 +84,8 @@ def analyze(raw: bytes, config: Config, trust: Trust, *, received_at: datetime,
             final_report = _final_report(message, ruleset)
     return Analysis(message=message, smime=smime, automatic=automatic, form=form,
                     command_lines=command_lines, certificate_lists=certificate_lists,
-                    final_report=final_report, problems=problems, answers=answers)
+                    final_report=final_report, problems=problems, answers=answers,
+                    envelope_from=envelope_from)
 
 
 def _certificate_lists(message: ParsedMessage) -> list[Attachment]:

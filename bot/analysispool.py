@@ -32,6 +32,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import resource
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -59,6 +60,7 @@ class Stored:
     envelope_from: str | None
 
 
+MIB = 1024 * 1024
 # How long `close` lets a child finish the message it is parsing.
 CLOSE_GRACE_SECONDS = 5.0
 # Looks for a dead child's exit code (see `_reaped`), and the wait in each.
@@ -133,7 +135,29 @@ def _start_child(config_path: str, analyse: Analyse, board: _Board) -> None:
     board.pids[place] = os.getpid()
     _place = (board.ids, place)
     config = load_config(Path(config_path))
+    _bound_memory(config.bot.analysis_memory_limit * MIB)
     _child = (config, load_trust(config), analyse)
+
+
+def _bound_memory(limit: int) -> None:
+    """Cap this process's address space, so a parse that balloons fails with MemoryError."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _rss() -> int:
+    """This process's resident size now, in bytes (Linux /proc; 0 where there is none)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
 def _exit_with(parent_sentinel: int) -> None:
@@ -147,25 +171,37 @@ def _exit_with(parent_sentinel: int) -> None:
     os._exit(0)
 
 
-def _analyse_in_child(batch: list[Stored]) -> tuple[int, list[Analysis | None]]:
-    """This child's pid, and each message's Analysis or None where it failed.
+@dataclass(frozen=True)
+class _Answer:
+    """A child's answer to a batch: each message's result, and how large the child is."""
 
-    The worker analyses a failed one again, so that its error is recorded with
-    its traceback as ever.
-    """
+    pid: int
+    # Analysis; None where analysis raised (the worker runs it again, for its
+    # traceback); a str where the message exhausted the memory bound (never
+    # run in the worker, where it would exhaust the worker).
+    results: list[Analysis | str | None]
+    rss: int  # bytes resident after the batch
+    peak_rss: int  # the child's peak so far
+
+
+def _analyse_in_child(batch: list[Stored]) -> _Answer:
+    """Analyse each message of `batch`, and say how large that left this child."""
     assert _child is not None and _place is not None, "the pool's initializer did not run"
     config, trust, analyse = _child
     ids, place = _place
-    results: list[Analysis | None] = []
+    results: list[Analysis | str | None] = []
     for item in batch:
         ids[place] = item.inbound_id
         try:
             results.append(analyse(item.raw, config, trust, received_at=item.received_at,
                                    envelope_from=item.envelope_from))
+        except MemoryError:
+            results.append(f"parsing it needed more than the {config.bot.analysis_memory_limit}"
+                           f" MiB an analysis process may use ([bot] analysis_memory_limit)")
         except Exception:  # recorded by the worker, which runs it again with its traceback
             results.append(None)
     ids[place] = 0
-    return os.getpid(), results
+    return _Answer(os.getpid(), results, _rss(), _peak_rss())
 
 
 def _reaped(process: multiprocessing.process.BaseProcess | None
@@ -209,7 +245,7 @@ class PendingAnalysis:
     """A batch handed to the pool; `results` waits for it."""
 
     def __init__(self, pool: AnalysisPool, batch: Sequence[Stored],
-                 handed: tuple[Future[tuple[int, list[Analysis | None]]], _Children] | None
+                 handed: tuple[Future[_Answer], _Children] | None
                  ) -> None:
         self.pool = pool
         self.batch = list(batch)
@@ -231,7 +267,7 @@ class PendingAnalysis:
         try:
             # The batch before this one was answered already, so from here the
             # child has been on this batch at least as long as we wait.
-            pid, analyses = self._future.result(timeout=self.pool.timeout)
+            answer = self._future.result(timeout=self.pool.timeout)
         except (BrokenProcessPool, CancelledError):  # cancelled: the pool was closed for
             # an earlier batch's culprit, and this batch may hold one too
             log.warning("an analysis process died during a batch of %d", len(self.batch))
@@ -244,7 +280,7 @@ class PendingAnalysis:
             log.warning("the analysis pool failed a batch (%s: %s); analysing it in the "
                         "worker", type(exc).__name__, exc)
             return {}
-        return self.pool.answered(pid, self.batch, analyses)
+        return self.pool.answered(answer, self.batch)
 
 
 class AnalysisPool:
@@ -261,6 +297,10 @@ class AnalysisPool:
         self._children: _Children | None = None  # the current executor's
         self.analysed = 0  # messages whose analysis came from a child
         self.aborted = 0  # messages that killed or hung their child
+        self.recycled = 0  # times the children were replaced for their size
+        self.peak_rss = 0  # the largest peak any child reported, bytes
+        self.recycle_rss = config.bot.analysis_recycle_rss * MIB
+        self._retired: list[_Children] = []  # replaced children, finishing what they hold
         self._pids: set[int] = set()  # the children of the current executor that answered
 
     def submit(self, batch: Sequence[Stored]) -> PendingAnalysis:
@@ -269,8 +309,7 @@ class AnalysisPool:
             return PendingAnalysis(self, [], None)
         return PendingAnalysis(self, batch, self._submit(list(batch)))
 
-    def _submit(self, batch: list[Stored]
-                ) -> tuple[Future[tuple[int, list[Analysis | None]]], _Children]:
+    def _submit(self, batch: list[Stored]) -> tuple[Future[_Answer], _Children]:
         """The future of `batch`'s answer, and the children it was handed to."""
         try:
             future = self._pool().submit(_analyse_in_child, batch)
@@ -281,14 +320,42 @@ class AnalysisPool:
         assert self._children is not None
         return future, self._children
 
-    def answered(self, pid: int, batch: Sequence[Stored], analyses: list[Analysis | None]
+    def answered(self, answer: _Answer, batch: Sequence[Stored]
                  ) -> dict[int, Analysis | AnalysisAborted]:
-        found: dict[int, Analysis | AnalysisAborted] = {
-            item.inbound_id: analysis for item, analysis in zip(batch, analyses, strict=True)
-            if analysis is not None}
-        self._pids.add(pid)
-        self.analysed += len(found)
+        found: dict[int, Analysis | AnalysisAborted] = {}
+        for item, result in zip(batch, answer.results, strict=True):
+            if isinstance(result, str):
+                found[item.inbound_id] = self._aborted(item, result)
+            elif result is not None:
+                found[item.inbound_id] = result
+                self.analysed += 1
+        self.peak_rss = max(self.peak_rss, answer.peak_rss)
+        self._pids.add(answer.pid)
+        # Its peak, not its size now: what a parse freed may stay mapped (CPython's
+        # arenas, malloc's heap), and a process that grew once has room to grow again.
+        if answer.peak_rss > self.recycle_rss:
+            self.retire(answer)
         return found
+
+    def retire(self, answer: _Answer) -> None:
+        """Replace the children after a message left one large: the next batch goes to new
+        ones, while the old finish what they were handed (nothing in flight is cut)."""
+        log.info("analysis process %d grew to %d MiB (now %d MiB; over %d MiB): replacing it",
+                 answer.pid, answer.peak_rss // MIB, answer.rss // MIB, self.recycle_rss // MIB)
+        self.recycled += 1
+        self._retired = [c for c in self._retired if any(p.is_alive() for p in c.processes())]
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=False)
+            if self._children is not None:
+                self._retired.append(self._children)
+            self._executor = None
+            self._children = None
+        for retired in self._retired:  # replaced for their size; idle by now, or stuck
+            for process in retired.processes():
+                process.join(CLOSE_GRACE_SECONDS)
+            retired.kill()
+        self._retired = []
+        self._pids = set()
 
     def recover(self, batch: Sequence[Stored], died: bool, children: _Children
                 ) -> dict[int, Analysis | AnalysisAborted]:
@@ -313,7 +380,7 @@ class AnalysisPool:
                 return found  # what is left the worker parses, as with no pool
             future, children = self._submit(left)
             try:
-                pid, analyses = future.result(timeout=self.timeout)
+                answer = future.result(timeout=self.timeout)
             except BrokenProcessPool:
                 died = True
             except TimeoutError:
@@ -323,7 +390,7 @@ class AnalysisPool:
                             "worker", type(exc).__name__, exc)
                 return found
             else:
-                found.update(self.answered(pid, left, analyses))
+                found.update(self.answered(answer, left))
                 return found
         return found
 
@@ -363,7 +430,7 @@ class AnalysisPool:
                 break
             future, _children = self._submit([item])
             try:
-                pid, analyses = future.result(timeout=self.timeout)
+                answer = future.result(timeout=self.timeout)
             except BrokenProcessPool:
                 found[item.inbound_id] = self._aborted(item, _died(self._how_children_ended()))
                 self.close()
@@ -375,7 +442,7 @@ class AnalysisPool:
                 log.warning("the analysis pool failed message %d (%s: %s); analysing it in "
                             "the worker", item.inbound_id, type(exc).__name__, exc)
             else:
-                found.update(self.answered(pid, [item], analyses))
+                found.update(self.answered(answer, [item]))
         return found
 
     def _hung(self) -> str:
@@ -443,4 +510,9 @@ class AnalysisPool:
                 process.join(CLOSE_GRACE_SECONDS)
             self._executor = None
             self._children = None
+        for retired in self._retired:  # replaced for their size; idle by now, or stuck
+            for process in retired.processes():
+                process.join(CLOSE_GRACE_SECONDS)
+            retired.kill()
+        self._retired = []
         self._pids = set()

@@ -41,6 +41,14 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # How long parsing a batch may take in such a child before it is
         # killed and the message it was on failed.
         "analysis_timeout_seconds": (int, 60),
+        # Address space (MiB) one analysis process may map (RLIMIT_AS): a
+        # 177 KB .docx whose XML unpacks to 45 MB grew a parser to 657 MB.
+        # A parse past it fails (MemoryError), not the host.
+        "analysis_memory_limit": (int, 512),
+        # Peak resident size (MiB) past which an analysis process is replaced
+        # after the batch that made it so large: what a parse freed may stay
+        # mapped (CPython's arenas, malloc's heap).
+        "analysis_recycle_rss": (int, 256),
     },
     "storage": {"url": (str, "")},
     "smtp": {
@@ -57,6 +65,22 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # a real client sends a few RCPT per mail and reuses a session for
         # hundreds of mails at most; a peer spinning on NOOP/RSET is cut off.
         "command_call_limit": (int, 1000),
+        # Sessions one client address may hold at once (Postfix's
+        # smtpd_client_connection_count_limit): an MTA delivering to us opens
+        # a few in parallel; more from one address is a client holding slots.
+        "max_connections_per_client": (int, 5),
+        # Percent of max_connections kept for clients with no other session,
+        # so that many addresses holding a few each still leave room.
+        "reserved_percent": (int, 10),
+        # A session's deadline as a whole, in seconds, extended by what it
+        # sends at min_data_rate bytes/s: aiosmtpd's idle timeout is reset by
+        # every command, so a client trickling NOOPs would hold a slot forever.
+        "session_timeout": (int, 300),
+        "min_data_rate": (int, 500),
+        # Client addresses the per-client cap and the reserve do not apply to
+        # (Postfix's smtpd_client_event_limit_exceptions): the program's own
+        # MX, when it relays all intake mail to the listener from one address.
+        "unlimited_clients": (list, []),
     },
     "imap": {
         "enabled": (bool, False),
@@ -91,6 +115,10 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "addresses": (list, []),
         "auth": (str, "smime"),
         "certificates": (list, []),
+        # How far a signed command's signing time (S/MIME signingTime, DKIM t=)
+        # may lie from its receipt: a mail client signs when it sends, so real
+        # mail is minutes off; a day or two covers a queue held over a weekend.
+        "signature_window": (str, "48h"),
     },
     "limits": {
         "max_mime_parts": (int, DEFAULT_LIMITS.max_parts),
@@ -130,6 +158,8 @@ class BotConfig:
     max_auto_replies_per_day: int
     analysis_processes: int = 1
     analysis_timeout_seconds: int = 60
+    analysis_memory_limit: int = 512
+    analysis_recycle_rss: int = 256
 
     @property
     def spool_dir(self) -> Path:
@@ -149,6 +179,16 @@ class SmtpConfig:
     tls_certificate: Path | None
     tls_key: Path | None
     command_call_limit: int = 1000
+    max_connections_per_client: int = 5
+    reserved_percent: int = 10
+    session_timeout: int = 300
+    min_data_rate: int = 500
+    unlimited_clients: tuple[str, ...] = ()
+
+    @property
+    def reserved_connections(self) -> int:
+        """Slots a client that already has a session may not take."""
+        return self.max_connections * self.reserved_percent // 100
 
 
 @dataclass(frozen=True)
@@ -190,6 +230,7 @@ class StaffConfig:
     addresses: tuple[str, ...]
     auth: str
     certificates: tuple[Path, ...]
+    signature_window: timedelta = timedelta(hours=48)
 
 
 @dataclass(frozen=True)
@@ -321,6 +362,12 @@ def _analysis_timeout(reader: _Reader, value: int) -> int:
     return value
 
 
+def _positive(reader: _Reader, section: str, key: str, value: int) -> int:
+    if value <= 0:
+        raise ConfigError(f"{reader.where(section, key)}: must be positive")
+    return value
+
+
 def _analysis_processes(reader: _Reader, value: int) -> int:
     if not 0 <= value <= 64:
         raise ConfigError(f"{reader.where('bot', 'analysis_processes')}: {value} is not "
@@ -385,8 +432,12 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
     for key, value in lim.items():
         if value <= 0:
             raise ConfigError(f"{reader.where('limits', key)}: must be positive")
-    if sm["command_call_limit"] <= 0:
-        raise ConfigError(f"{reader.where('smtp', 'command_call_limit')}: must be positive")
+    for key in ("command_call_limit", "max_connections_per_client", "session_timeout",
+                "min_data_rate"):
+        if sm[key] <= 0:
+            raise ConfigError(f"{reader.where('smtp', key)}: must be positive")
+    if not 0 <= sm["reserved_percent"] < 100:
+        raise ConfigError(f"{reader.where('smtp', 'reserved_percent')}: must be from 0 to 99")
 
     imap_password = env.get(im["password_env"]) if im["password_env"] else None
     if im["enabled"] and not imap_password:
@@ -424,6 +475,10 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
             max_auto_replies_per_day=b["max_auto_replies_per_day"],
             analysis_processes=_analysis_processes(reader, b["analysis_processes"]),
             analysis_timeout_seconds=_analysis_timeout(reader, b["analysis_timeout_seconds"]),
+            analysis_memory_limit=_positive(reader, "bot", "analysis_memory_limit",
+                                            b["analysis_memory_limit"]),
+            analysis_recycle_rss=_positive(reader, "bot", "analysis_recycle_rss",
+                                           b["analysis_recycle_rss"]),
         ),
         storage_url=_storage_url(reader, st["url"], data_dir),
         smtp=SmtpConfig(
@@ -434,6 +489,11 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
                                                  sm["tls_certificate"]),
             tls_key=reader.optional_path("smtp", "tls_key", sm["tls_key"]),
             command_call_limit=sm["command_call_limit"],
+            max_connections_per_client=sm["max_connections_per_client"],
+            reserved_percent=sm["reserved_percent"],
+            session_timeout=sm["session_timeout"],
+            min_data_rate=sm["min_data_rate"],
+            unlimited_clients=tuple(sm["unlimited_clients"]),
         ),
         imap=ImapConfig(
             enabled=im["enabled"], host=im["host"], port=im["port"], ssl=im["ssl"],
@@ -461,6 +521,8 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
             auth=staff["auth"],
             certificates=tuple(reader.existing_path("staff", "certificates", p)
                                for p in staff["certificates"]),
+            signature_window=_duration(staff["signature_window"],
+                                       reader.where("staff", "signature_window")),
         ),
         cas=tuple(cas),
         scheduler=SchedulerConfig(

@@ -30,6 +30,10 @@ STALE_SCHEDULER_RUNS = 10
 STALE_SCHEDULER_MIN = timedelta(minutes=15)
 # Problem messages listed in full; the counts say how many more there are.
 PROBLEMS_SHOWN = 20
+# Replies the per-sender daily cap suppressed are counted over a day, the cap's
+# own period: a contact went unanswered, so a person looks (a loop, or a
+# flood of mail forged in the contact's name).
+SUPPRESSED_LOOKBACK = timedelta(days=1)
 
 
 def _age(now: datetime, at: datetime | None) -> int | None:
@@ -46,6 +50,7 @@ def health(ctx: Context) -> dict[str, Any]:
                     "rule": d.rule} for d in queries.overdue_deadlines(session, now)]
         open_deadlines = queries.open_deadline_count(session)
         quarantined = len(queries.quarantined(session))
+        suppressed = queries.suppressed_replies_since(session, now - SUPPRESSED_LOOKBACK)
         last = queries.last_received(session)
         out_states = queries.outbound_status_counts(session)
         imap_rows = queries.imap_states(session)
@@ -76,6 +81,10 @@ def health(ctx: Context) -> dict[str, Any]:
             last_imap is None
             or (now - last_imap).total_seconds() > ctx.config.imap.alert_after):
         needs.append("no successful IMAP poll recently")
+    if suppressed:
+        needs.append(f"{sum(suppressed.values())} automatic repl(ies) suppressed by the daily "
+                     f"cap in the last 24 h, to {', '.join(suppressed)}: a loop, or mail forged "
+                     f"in a contact's name?")
     stale_after = max(STALE_SCHEDULER_MIN,
                       timedelta(seconds=ctx.config.scheduler.interval * STALE_SCHEDULER_RUNS))
     scheduler_age = _age(now, datetime.fromisoformat(scheduler_last)) if scheduler_last else None
@@ -94,6 +103,7 @@ def health(ctx: Context) -> dict[str, Any]:
         "parked": states.get(STATE_PARKED, 0),
         "problem_messages": problems,
         "quarantined": quarantined,
+        "replies_suppressed": {"last_24h": sum(suppressed.values()), "to": suppressed},
         "last_received": {k: iso(v) for k, v in last.items()},
         "outbox": {"queued": depth, "oldest_queued_at": iso(oldest_out),
                    "oldest_queued_age_seconds": _age(now, oldest_out), **out_states},

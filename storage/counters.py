@@ -19,13 +19,20 @@ from storage.models import AutoReplyCount
 
 
 def take_auto_reply(session: Session, address: str, day: str, cap: int) -> bool:
-    """Count one automatic reply to `address` on `day`; False (nothing counted) at the cap."""
-    if cap <= 0:
-        return False
+    """Count one automatic reply to `address` on `day`; False once past the cap.
+
+    Every reply is counted, those past the cap too, so the count less the cap
+    is how many were suppressed (or, for a new incident's acknowledgement,
+    sent past the cap).
+    """
+    return count_auto_reply(session, address, day) <= cap
+
+
+def count_auto_reply(session: Session, address: str, day: str) -> int:
+    """Count one automatic reply to `address` on `day`; the day's count, this one included."""
     connection = session.connection()
-    found = connection.execute(_auto_reply_upsert(connection.dialect.name),
-                               {"address": address, "day": day, "cap": cap}).first()
-    return found is not None
+    return int(connection.execute(_auto_reply_upsert(connection.dialect.name),
+                                  {"address": address, "day": day}).scalar_one())
 
 
 @functools.cache
@@ -37,5 +44,4 @@ def _auto_reply_upsert(dialect_name: str) -> Executable:
     ).on_conflict_do_update(
         index_elements=[table.c.address, table.c.day],
         set_={"count": table.c.count + 1},
-        where=table.c.count < bindparam("cap"),
     ).returning(table.c.count)

@@ -38,7 +38,7 @@ log = logging.getLogger("rootnotify.storage")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest file in migrations/versions, known without loading Alembic;
 # tests/test_migrations.py fails when a new revision does not move it.
-HEAD = "0004_i16"
+HEAD = "0005"
 # What a database made before migrations is (storage/migrations/versions/0001_*).
 FIRST_REVISION = "0001"
 # A table every rootnotify schema has had: its presence without Alembic's
@@ -46,15 +46,6 @@ FIRST_REVISION = "0001"
 ALWAYS_THERE = "inbound_message"
 # PostgreSQL advisory lock taken for an upgrade ("rnmg" in ASCII).
 UPGRADE_LOCK_KEY = 0x726E6D67
-
-
-def schema_version(revision: str) -> str:
-    """`meta.schema_version` for `revision`: its leading number ("0004_i16" is "4").
-
-    A branch's revision carries its issue after the number so that parallel
-    branches' files do not collide; the number is what old releases compare.
-    """
-    return str(int(revision.split("_", 1)[0]))
 
 
 class SchemaTooNew(RuntimeError):

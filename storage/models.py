@@ -340,3 +340,17 @@ class AutoReplyCount(SQLModel, table=True):
     address: str = Field(primary_key=True)
     day: str = Field(primary_key=True)
     count: int = 0
+
+
+class SignatureUse(SQLModel, table=True):
+    """A signature that authenticated a command, once: a second mail carrying it is a replay."""
+
+    __tablename__ = "signature_use"
+
+    # SHA-256 (hex) of the CMS SignatureValue, or of a DKIM b= value.
+    digest: str = Field(primary_key=True, max_length=64)
+    method: str  # smime | dkim
+    inbound_id: int = Field(foreign_key="inbound_message.id")
+    incident_id: str | None = Field(default=None, foreign_key="incident.id")
+    signer: str = ""
+    used_at: datetime = _when()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
@@ -278,3 +279,16 @@ def undisclosed_incidents(session: Session, rulesets: Sequence[str],
         Incident.status == "open", col(Incident.ruleset).in_(list(rulesets)),
         col(Incident.public_disclosure).is_(None))
         .order_by(col(Incident.notified_at)).limit(limit)).all()
+
+
+def suppressed_replies_since(session: Session, since: datetime,
+                             limit: int = 100_000) -> dict[str, int]:
+    """Automatic replies the daily cap suppressed since `since`, per address (most first)."""
+    counts: dict[str, int] = {}
+    for event in events_of_kind_since(session, "reply-suppressed", since, limit):
+        try:
+            address = str(json.loads(event.data or "{}").get("address") or "?")
+        except (ValueError, AttributeError):
+            address = "?"
+        counts[address] = counts.get(address, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))

@@ -8,6 +8,8 @@ misbehaviour in a header:
                                    (as by the kernel's out-of-memory killer)
     X-Poison: kill-once <pidfile>  the same, the first time only
     X-Poison: hang <pidfile>       the child writes its pid and never returns
+    X-Poison: oom <pidfile>        the child writes its pid and raises MemoryError
+                                   (as a parse past [bot] analysis_memory_limit)
 
 Every other message, and a kill-once message the second time, is analysed by
 the real `analyze`. The functions are module-level so that a spawned child
@@ -36,5 +38,7 @@ def analyse_or_misbehave(raw: bytes, *args: Any, **kwargs: Any) -> Analysis:
             pidfile.write_text("\n".join([*killed, str(os.getpid())]))
             if what == "hang":
                 threading.Event().wait()
+            if what == "oom":
+                raise MemoryError
             os.kill(os.getpid(), signal.SIGKILL)
     return analyze(raw, *args, **kwargs)

@@ -323,3 +323,33 @@ def text_entity(body: str = "The CA reports a key compromise.\n") -> bytes:
         b"Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
         + body.replace("\n", "\r\n").encode()
     )
+
+
+def with_signing_time(signed: bytes, signer: Identity, when: datetime) -> bytes:
+    """`signed` (bot.outbox.signing's multipart/signed) re-signed as if at `when`.
+
+    cryptography writes the wall clock into signingTime and takes no other
+    time; the bot judges a signing time against the mail's receipt, which
+    tests set. The signed attributes get `when` and a new RSA signature.
+    """
+    import base64
+    import re
+
+    from asn1crypto import cms
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    head, part, rest = re.split(rb"(\r\nContent-Type: application/(?:x-)?pkcs7-signature)",
+                                signed, maxsplit=1)
+    headers, _, tail = rest.partition(b"\r\n\r\n")
+    b64, boundary, end = re.split(rb"(\r\n\r?\n?--)", tail, maxsplit=1)
+    info = cms.ContentInfo.load(base64.b64decode(b64))
+    signer_info = info["content"]["signer_infos"][0]
+    for attribute in signer_info["signed_attrs"]:
+        if attribute["type"].native == "signing_time":
+            attribute["values"] = cms.SetOfTime([cms.Time(name="utc_time", value=when)])
+    # Signed as a SET OF (tag 0x31), not as the [0] it is carried under (RFC 5652 5.4).
+    attributes = b"\x31" + signer_info["signed_attrs"].dump(force=True)[1:]
+    assert isinstance(signer.key, rsa.RSAPrivateKey)
+    signer_info["signature"] = signer.key.sign(attributes, padding.PKCS1v15(), hashes.SHA256())
+    encoded = base64.encodebytes(info.dump(force=True)).replace(b"\n", b"\r\n").rstrip(b"\r\n")
+    return head + part + headers + b"\r\n\r\n" + encoded + boundary + end

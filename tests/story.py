@@ -32,7 +32,7 @@ from tests.harness import (
     make_mail,
     write_config,
 )
-from tests.smime_factory import Identity, make_ca, make_signer, pem
+from tests.smime_factory import Identity, make_ca, make_signer, pem, with_signing_time
 
 ROOT_NAME = "Example Root R1"
 OTHER_ROOT_NAME = "Example Root R2"
@@ -98,13 +98,19 @@ def notify(bot: RunningBot, sink: Sink, form: str = COMPLETE_FORM) -> str:
 
 
 def staff_mail(body: str, incident_id: str | None = None, *, signer: Identity | None = None,
-               sender: str = STAFF, subject: str | None = None) -> bytes:
+               sender: str = STAFF, subject: str | None = None,
+               signed_at: datetime | None = None, **headers: str) -> bytes:
+    """A staff member's mail; signed by `signer` (at `signed_at`: the bot judges a
+    signing time against its own clock, and cryptography writes the wall clock).
+    `headers` are extra header fields, `In_Reply_To="<…>"` for In-Reply-To."""
     subject = subject or (f"Re: [{incident_id}] Notification received" if incident_id
                           else "status please")
-    raw = make_mail(sender, subject, body)
+    raw = make_mail(sender, subject, body,
+                    headers={k.replace("_", "-"): v for k, v in headers.items()})
     if signer is None:
         return raw
-    return sign_message(raw, certificate=signer.cert, private_key=signer.key)
+    signed = sign_message(raw, certificate=signer.cert, private_key=signer.key)
+    return signed if signed_at is None else with_signing_time(signed, signer, signed_at)
 
 
 def command(bot: RunningBot, sink: Sink, body: str, incident_id: str | None = None, *,
@@ -114,7 +120,7 @@ def command(bot: RunningBot, sink: Sink, body: str, incident_id: str | None = No
         return STAFF in r.recipients and expect in r.subject
 
     before = count(sink, is_reply)
-    send(bot, staff_mail(body, incident_id, signer=signer))
+    send(bot, staff_mail(body, incident_id, signer=signer, signed_at=bot.clock.now()))
     return sink.wait_for(is_reply, count=before + 1)[-1]
 
 

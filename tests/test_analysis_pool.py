@@ -8,10 +8,15 @@ never a message.
 
 from __future__ import annotations
 
+import email
+import email.policy
+import io
 import os
+import resource
 import signal
 import subprocess
 import sys
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -350,4 +355,86 @@ def test_with_two_processes_only_the_killer_is_blamed_not_its_neighbours(tmp_pat
     assert (report.processed, report.failed, pool.aborted) == (count - 1, 1, 1)
     failed = [m for m, (state, _e, _i) in _states(ctx).items() if state == STATE_FAILED]
     assert failed == [f"<poison-{count // 2}@exampleca.test>"]
+    ctx.db.dispose()
+
+
+def _docx_bomb(xml_bytes: int = 45 * 1024 * 1024) -> bytes:
+    """A .docx of ~170 KB whose word/document.xml unpacks to `xml_bytes` of tiny paragraphs
+    (under the 50 MB unpacked cap): parsed whole, it grew a process past 650 MB."""
+    import docx
+
+    base = io.BytesIO()
+    docx.Document().save(base)
+    head = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w='
+            b'"http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>')
+    tail = b"</w:body></w:document>"
+    para = b"<w:p><w:r><w:t>x</w:t></w:r></w:p>"
+    xml = head + para * ((xml_bytes - len(head) - len(tail)) // len(para)) + tail
+    out = io.BytesIO()
+    with zipfile.ZipFile(base) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename,
+                         xml if info.filename == "word/document.xml" else src.read(info))
+    return out.getvalue()
+
+
+def _rss_of(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def test_a_docx_bomb_is_bounded_in_its_process_which_is_then_replaced(tmp_path):
+    ctx = _pool_context(tmp_path / "bot")
+    limit = ctx.config.bot.analysis_memory_limit * analysispool.MIB
+    recycle = ctx.config.bot.analysis_recycle_rss * analysispool.MIB
+    assert (limit, recycle) == (512 * analysispool.MIB, 256 * analysispool.MIB)
+    bomb = _docx_bomb()
+    assert len(bomb) < 250_000
+    mail = email.message_from_bytes(make_mail(CA_CONTACT, "Security incident notification",
+                                              "The form is attached.",
+                                              message_id="<bomb@exampleca.test>"),
+                                    policy=email.policy.SMTP)
+    mail.add_attachment(bomb, maintype="application", subtype=(
+        "vnd.openxmlformats-officedocument.wordprocessingml.document"), filename="form.docx")
+    pool = AnalysisPool(ctx.config, processes=1)
+    try:
+        assert pool.start()
+        [parser] = pool.child_pids()
+        _store(ctx, [mail.as_bytes()])
+        assert process_pending(ctx, pool=pool).processed == 1
+        # The parse grew its process up to the bound, and no further.
+        assert 300 * analysispool.MIB < pool.peak_rss <= limit
+        # That process is replaced, not kept at its size.
+        assert pool.recycled == 1
+        eventually("the large analysis process to end", lambda: not _alive(parser))
+        _store(ctx, [make_mail(CA_CONTACT, "Security incident", COMPLETE_FORM,
+                               message_id="<after-bomb@exampleca.test>")])
+        assert process_pending(ctx, pool=pool).processed == 1
+        [fresh] = pool.child_pids()
+        assert fresh != parser and _rss_of(fresh) < recycle
+        assert pool.recycled == 1
+    finally:
+        pool.close()
+    with ctx.db.read() as session:
+        row = session.exec(select(InboundMessage).where(
+            InboundMessage.message_id == "<bomb@exampleca.test>")).one()
+    assert (row.state, row.last_error) == (STATE_PROCESSED, None)  # answered, not lost
+    ctx.db.dispose()
+
+
+def test_a_message_past_the_memory_bound_fails_alone_and_is_not_parsed_in_the_worker(tmp_path):
+    ctx = _pool_context(tmp_path / "bot")
+    pidfile = tmp_path / "oom.pid"
+    pool = AnalysisPool(ctx.config, processes=1, analyse=poison.analyse_or_misbehave)
+    try:
+        _store(ctx, _forms_with("oom", pidfile))
+        report = process_pending(ctx, pool=pool)
+    finally:
+        pool.close()
+    assert (report.processed, report.failed) == (4, 1)
+    state, error, incident = _states(ctx)["<poison-2@exampleca.test>"]
+    assert (state, incident) == (STATE_FAILED, None)
+    assert error == ("AnalysisAborted: parsing it needed more than the 512 MiB an analysis "
+                     "process may use ([bot] analysis_memory_limit)")
+    assert pool.aborted == 1 and pool.analysed == 4
     ctx.db.dispose()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from unittest import mock
 
 import dkim
 from cryptography.hazmat.primitives import serialization
@@ -145,10 +147,13 @@ def _dkim_key() -> tuple[bytes, bytes]:
     return private, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
 
-def _dkim_signed(body: str, inc: str, key: bytes) -> bytes:
-    raw = staff_mail(body, inc).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    signature = dkim.sign(raw, b"sel", b"program.test", key,
-                          include_headers=[b"from", b"to", b"subject", b"message-id"])
+def _dkim_signed(body: str, inc: str, key: bytes, *, at: datetime = NOW,
+                 headers: tuple[bytes, ...] = (b"from", b"to", b"subject", b"message-id"),
+                 subject: str | None = None) -> bytes:
+    """DKIM-signed as at `at`: dkimpy writes t= from its module's clock, given it here."""
+    raw = staff_mail(body, inc, subject=subject).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    with mock.patch.object(dkim, "time", SimpleNamespace(time=at.timestamp)):
+        signature = dkim.sign(raw, b"sel", b"program.test", key, include_headers=list(headers))
     return signature + raw
 
 

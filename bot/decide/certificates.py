@@ -328,10 +328,8 @@ def _receipt(session: Session, ctx: Context, incident: Incident, inbound: Inboun
              analysis: Analysis, outcomes: list[ListOutcome], totals: dict[str, int],
              satisfied: list[str]) -> None:
     sender = analysis.message.from_address or ""
-    if not allow_auto_reply(session, ctx, sender):
-        session.add(Event(incident_id=incident.id, at=ctx.clock.now(), kind="reply-suppressed",
-                          summary=f"certificate list receipt to {sender} suppressed by the "
-                                  f"daily cap"))
+    if not allow_auto_reply(session, ctx, sender, what="certificate list receipt",
+                            incident_id=incident.id, inbound_id=inbound.id):
         return
     subject, body = ctx.renderer.render(
         "certificate-list-receipt.txt.j2", incident=incident, ca_name=incident.ca,

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from bot.analysis import Analysis
 from bot.config import CaConfig, Config
+from bot.rules.senders import ANY_SENDER, CA_CONTACT, first_doubt
 from storage.models import InboundMessage, Incident, Notice, OutboundMessage
 
 ROLE_CA = "ca"
@@ -32,6 +33,8 @@ class Classification:
     replies_to_notice: bool = False
     # What acting on the mail recorded before its handler ran, for its receipt.
     recorded: list[str] = field(default_factory=list)
+    # Set when the From cannot be taken as the sender (bot.rules.senders): staff are told.
+    doubtful_sender: bool = False
 
 
 def tag_pattern(prefix: str) -> re.Pattern[str]:
@@ -77,6 +80,13 @@ def classify(session: Session, config: Config, analysis: Analysis) -> Classifica
     if verdict.kind is not None:
         kind = "bounce" if verdict.kind == "bounce" else "auto-reply"
         return Classification(ROLE_SYSTEM, None, incident, kind, verdict.reason or verdict.kind)
+
+    doubt = first_doubt(ANY_SENDER, message, analysis.envelope_from)
+    if doubt is None and config.ca_for_address(sender) is not None:
+        doubt = first_doubt(CA_CONTACT, message, analysis.envelope_from)
+    if doubt is not None:
+        return Classification(ROLE_UNKNOWN, None, incident, "other",
+                              f"not taken as {sender}: {doubt}", doubtful_sender=True)
 
     if config.is_staff(sender):
         if analysis.command_lines:

@@ -2,11 +2,13 @@
 
 The order is the policy. A mail that fails `[staff] auth` changes nothing,
 gets no reply, and is recorded (an event and the message's note) for the
-next digest. A mail with any unknown, malformed or impossible command (a date
-in the past, an unknown root, a notice sooner than 7 days) changes nothing
-and is answered with the errors and the valid forms; otherwise every command
-runs, in order, in the message's transaction, and one confirmation lists
-what each did.
+next digest. A mail whose signature holds but may not count here (a replay,
+a stale signing time, another incident's text: bot.decide.replay) changes
+nothing and is answered and told to staff. A mail with any unknown,
+malformed or impossible command (a date in the past, an unknown root, a
+notice sooner than 7 days) changes nothing and is answered with the errors
+and the valid forms; otherwise every command runs, in order, in the
+message's transaction, and one confirmation lists what each did.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bot.decide.classify import Classification
 from bot.decide.digest import UNAUTHENTICATED_EVENT
 from bot.decide.notices import resolve_root
 from bot.decide.outmail import to_sender
+from bot.decide.replay import Use, record_use, refusal, refuse
 from bot.decide.staff_actions import ACTIONS, Run, Step
 from bot.decide.staffauth import authenticate
 from bot.errors import CommandError
@@ -55,6 +58,15 @@ def handle_command(session: Session, ctx: Context, inbound: InboundMessage, anal
     if not auth.ok:
         _unauthenticated(session, inbound, incident, sender, auth.reason)
         return
+    reply = dict(sender=sender, in_reply_to=analysis.message.message_id,
+                 references=analysis.message.references, incident=incident,
+                 inbound_id=inbound.id)
+    use = Use(inbound=inbound, incident=incident, auth=auth)
+    refused = refusal(session, ctx, use)
+    if refused:
+        refuse(session, ctx, use, sender, refused, reply)
+        return
+    record_use(session, ctx, use, sender)
     now = inbound.received_at  # R3, R5: due dates run from the command's receipt
     parsed = parse_commands(analysis.body_text, ctx.config.bot.timezone)
     problems = [p for p in parsed if isinstance(p, CommandProblem)]
@@ -62,9 +74,6 @@ def handle_command(session: Session, ctx: Context, inbound: InboundMessage, anal
     steps: list[Step] = []
     if not problems:
         steps, problems = _check(ctx, incident, commands, now)
-    reply = dict(sender=sender, in_reply_to=analysis.message.message_id,
-                 references=analysis.message.references, incident=incident,
-                 inbound_id=inbound.id)
     if problems:
         inbound.note = f"commands refused: {len(problems)} error(s); nothing changed"
         if incident is not None:

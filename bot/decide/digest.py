@@ -1,4 +1,4 @@
-"""The daily staff digest: overdue, due within a week, open proposals, forged commands, quarantine.
+"""The daily staff digest: overdue, due soon, proposals, forged commands, quarantine, caps.
 
 Sent once per local day at `[scheduler] digest_hour` (the configured time
 zone), to every staff address, with no incident tag. Once: the day's `Meta`
@@ -59,10 +59,12 @@ def send_digest(ctx: Context, now: datetime) -> int:
             proposals = queries.open_proposals(session, limit=MAX_ROWS)
             forged = queries.events_of_kind_since(session, UNAUTHENTICATED_EVENT, since, MAX_ROWS)
             quarantined = queries.quarantined_since(session, since, MAX_ROWS)
+            suppressed = queries.suppressed_replies_since(session, since)
             undisclosed = queries.undisclosed_incidents(session, DISCLOSING_RULESETS, MAX_ROWS)
             to_staff(session, ctx, "alert", "digest.txt.j2", day=local.date().isoformat(),
                      since=since, overdue=overdue, soon=soon, proposals=proposals,
-                     forged=forged, quarantined=quarantined, undisclosed=undisclosed)
+                     forged=forged, quarantined=quarantined, undisclosed=undisclosed,
+                     suppressed=suppressed, cap=ctx.config.bot.max_auto_replies_per_day)
             last_row = session.get(Meta, LAST_DIGEST_KEY) or Meta(key=LAST_DIGEST_KEY, value="")
             last_row.value = iso(now) or ""
             session.add(last_row)

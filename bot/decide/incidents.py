@@ -182,8 +182,9 @@ def open_incident(session: Session, ctx: Context, inbound: InboundMessage,
     open_disclosure_deadline(session, incident, inbound.id)
     missing = form.missing(ruleset)
     flags.extend(r1.impossible)
-    acknowledgement(session, ctx, incident, inbound, analysis, cls.ca, r1, missing, flags)
-    new_incident_alert(session, ctx, incident, inbound, analysis, r1, missing, flags)
+    suppressed = acknowledgement(session, ctx, incident, inbound, analysis, cls.ca, r1, missing,
+                                 flags)
+    new_incident_alert(session, ctx, incident, inbound, analysis, r1, missing, flags, suppressed)
     log.info("incident %s opened for %s from message %s (%s)", incident.id, cls.ca.name,
              inbound.id, r1.verdict())
     return incident

@@ -44,7 +44,9 @@ def report_limits(session: Session, ctx: Context, inbound: InboundMessage, analy
     if incident is not None and incident.ca != cls.ca.name:
         return  # another CA's incident: recorded, nothing answered
     sender = analysis.message.from_address or ""
-    if not allow_auto_reply(session, ctx, sender):
+    if not allow_auto_reply(session, ctx, sender, what="receipt of what was not read",
+                            incident_id=incident.id if incident else None,
+                            inbound_id=inbound.id):
         return
     subject, body = ctx.renderer.render(
         "limits-receipt.txt.j2", incident=incident, ca_name=cls.ca.name,

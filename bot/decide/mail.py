@@ -7,6 +7,7 @@ every staff address. Automatic replies to one address are capped per day.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 
@@ -20,20 +21,41 @@ from bot.decide.timeliness import Timeliness
 from bot.outbox.enqueue import enqueue
 from bot.outbox.render import MailSpec
 from bot.rules.rulesets import FORM_FIELDS_BY_KEY
-from storage.counters import take_auto_reply
+from storage.counters import count_auto_reply, take_auto_reply
 from storage.models import Event, InboundMessage, Incident
 
 log = logging.getLogger("rootnotify.decide.mail")
 
 
-def allow_auto_reply(session: Session, ctx: Context, address: str) -> bool:
-    """Count one automatic reply to `address` today; False once the daily cap is reached."""
-    day = ctx.clock.now().astimezone(ctx.config.bot.timezone).date().isoformat()
+SUPPRESSED_EVENT = "reply-suppressed"
+
+
+def _today(ctx: Context) -> str:
+    return ctx.clock.now().astimezone(ctx.config.bot.timezone).date().isoformat()
+
+
+def allow_auto_reply(session: Session, ctx: Context, address: str, *,
+                     what: str = "automatic reply", incident_id: str | None = None,
+                     inbound_id: int | None = None) -> bool:
+    """Count one automatic reply to `address` today; False once past the daily cap.
+
+    The cap is a loop guard for replies in threads: a reply it suppresses is
+    recorded (an event naming the address, for the digest and `status`).
+    """
     cap = ctx.config.bot.max_auto_replies_per_day
-    if not take_auto_reply(session, address, day, cap):
-        log.warning("automatic reply to %s suppressed: %d already today", address, cap)
-        return False
-    return True
+    if take_auto_reply(session, address, _today(ctx), cap):
+        return True
+    log.warning("%s to %s suppressed: the daily cap of %d is reached", what, address, cap)
+    session.add(Event(incident_id=incident_id, at=ctx.clock.now(), kind=SUPPRESSED_EVENT,
+                      inbound_id=inbound_id, data=json.dumps({"address": address, "what": what}),
+                      summary=f"{what} to {address} suppressed by the daily cap of {cap}"))
+    return False
+
+
+def suppressed_before(session: Session, ctx: Context, address: str) -> int:
+    """Count a reply that is sent whatever the cap; how many to `address` were suppressed today."""
+    count = count_auto_reply(session, address, _today(ctx))
+    return max(0, count - 1 - ctx.config.bot.max_auto_replies_per_day)
 
 
 def _field_rows(analysis: Analysis) -> list[dict[str, str | None]]:
@@ -53,12 +75,14 @@ def _labels(keys: Sequence[str]) -> list[str]:
 
 def acknowledgement(session: Session, ctx: Context, incident: Incident, inbound: InboundMessage,
                     analysis: Analysis, ca: CaConfig, r1: Timeliness,
-                    missing: Sequence[str], flags: Sequence[str] = ()) -> None:
+                    missing: Sequence[str], flags: Sequence[str] = ()) -> int:
+    """Queue the acknowledgement; return how many replies to its sender were capped today.
+
+    Never capped itself: a notification is no loop, and a flood of forged
+    mail in the contact's name must not silence the answer to a real one.
+    """
     sender = analysis.message.from_address or ""
-    if not allow_auto_reply(session, ctx, sender):
-        session.add(Event(incident_id=incident.id, at=ctx.clock.now(), kind="reply-suppressed",
-                          summary=f"acknowledgement to {sender} suppressed by the daily cap"))
-        return
+    suppressed = suppressed_before(session, ctx, sender)
     form = analysis.form
     problems = list(form.problems) if form else []
     subject, body = ctx.renderer.render(
@@ -74,11 +98,13 @@ def acknowledgement(session: Session, ctx: Context, incident: Incident, inbound:
         subject=subject, body=body, incident_id=incident.id,
         in_reply_to=analysis.message.message_id, references=analysis.message.references,
     ), inbound_id=inbound.id)
+    return suppressed
 
 
 def new_incident_alert(session: Session, ctx: Context, incident: Incident,
                        inbound: InboundMessage, analysis: Analysis, r1: Timeliness,
-                       missing: Sequence[str], flags: Sequence[str] = ()) -> None:
+                       missing: Sequence[str], flags: Sequence[str] = (),
+                       suppressed: int = 0) -> None:
     staff = list(ctx.config.staff.addresses)
     if not staff:
         return
@@ -86,7 +112,7 @@ def new_incident_alert(session: Session, ctx: Context, incident: Incident,
         "alert-new-incident.txt.j2", incident=incident, sender=analysis.message.from_address,
         verdict=r1.verdict(), smime=f"{analysis.smime.status} ({analysis.smime.reason})",
         fields=_field_rows(analysis), missing=_labels(missing), flags=list(flags),
-        **common(ctx))
+        suppressed=suppressed, cap=ctx.config.bot.max_auto_replies_per_day, **common(ctx))
     enqueue(session, ctx, MailSpec(kind="alert", to=staff, subject=subject, body=body,
                                    incident_id=incident.id, auto_submitted="auto-generated"),
             inbound_id=inbound.id)
@@ -97,7 +123,8 @@ def update_receipt(session: Session, ctx: Context, incident: Incident, inbound: 
                    missing: Sequence[str], satisfied: Sequence[str],
                    recorded: Sequence[str] = ()) -> None:
     sender = analysis.message.from_address or ""
-    if not allow_auto_reply(session, ctx, sender):
+    if not allow_auto_reply(session, ctx, sender, what="update receipt",
+                            incident_id=incident.id, inbound_id=inbound.id):
         return
     form = analysis.answers or analysis.form
     problems = list(form.problems) if form else []
@@ -120,7 +147,7 @@ def blank_form_text(ctx: Context) -> str:
 def send_blank_form(session: Session, ctx: Context, inbound: InboundMessage,
                     analysis: Analysis, ca: CaConfig) -> None:
     sender = analysis.message.from_address or ""
-    if not allow_auto_reply(session, ctx, sender):
+    if not allow_auto_reply(session, ctx, sender, what="blank form", inbound_id=inbound.id):
         return
     form_text = blank_form_text(ctx)
     subject, body = ctx.renderer.render("form.txt.j2", ca_name=ca.name, form_text=form_text,

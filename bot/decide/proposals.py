@@ -50,7 +50,8 @@ def handle_proposal(session: Session, ctx: Context, inbound: InboundMessage, ana
              inbound_id=inbound.id, sender=analysis.message.from_address, text=text,
              subject_line=analysis.message.subject)
     sender = analysis.message.from_address or ""
-    if allow_auto_reply(session, ctx, sender):
+    if allow_auto_reply(session, ctx, sender, what="proposal receipt", incident_id=incident.id,
+                        inbound_id=inbound.id):
         to_sender(session, ctx, "receipt", "proposal-receipt.txt.j2", sender,
                   analysis.message.message_id, analysis.message.references, incident=incident,
                   inbound_id=inbound.id, ca_name=cls.ca.name, received_at=now)

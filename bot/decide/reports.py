@@ -60,7 +60,8 @@ def handle_final_report(session: Session, ctx: Context, inbound: InboundMessage,
                               + (f" ({', '.join(str(i['key']) for i in missing)})"
                                  if missing else " — complete")))
     sender = analysis.message.from_address or ""
-    if allow_auto_reply(session, ctx, sender):
+    if allow_auto_reply(session, ctx, sender, what="final report receipt",
+                        incident_id=incident.id, inbound_id=inbound.id):
         to_sender(session, ctx, "receipt", "final-report-receipt.txt.j2", sender,
                   analysis.message.message_id, analysis.message.references, incident=incident,
                   inbound_id=inbound.id, ca_name=cls.ca.name, received_at=now, items=items,

@@ -52,6 +52,14 @@ def _record_only(session: Session, ctx: Context, inbound: InboundMessage, analys
         inbound.quarantined = True
         log.info("message %s from %s quarantined: %s", inbound.id,
                  analysis.message.from_address, cls.reason)
+        if cls.doubtful_sender:
+            alert_staff(session, ctx, subject="Quarantined: a From that is not its sender",
+                        body=(f"A mail was quarantined, not recorded as its From's:\n\n"
+                              f"  {cls.reason}\n\nIt changed nothing and was not answered. "
+                              f"`rootnotify quarantine` lists it (message {inbound.id}).\n\n"
+                              f"Subject: {analysis.message.subject}\n"
+                              f"Message-ID: {analysis.message.message_id}\n"),
+                        incident_id=None, inbound_id=inbound.id)
         return
     if cls.incident is not None:
         session.add(Event(incident_id=cls.incident.id, at=inbound.received_at,

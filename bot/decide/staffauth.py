@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlmodel import Session
 
@@ -25,6 +26,12 @@ from storage.rawstore import load_raw
 class AuthResult:
     ok: bool
     reason: str
+    # What the signature proves beyond "who" (bot.decide.replay checks it):
+    # its identity (one digest per signature value), when it was made, and the
+    # text it covers.
+    signature_digests: tuple[str, ...] = ()
+    signed_at: datetime | None = None
+    signed_text: str = ""
 
 
 Check = Callable[[Session, Context, InboundMessage, Analysis], AuthResult]
@@ -39,7 +46,9 @@ def _smime(session: Session, ctx: Context, inbound: InboundMessage,
     if result.from_mismatch:
         return AuthResult(False, f"signed by {', '.join(result.signer_emails) or 'someone'}, "
                                  f"not by the sender {analysis.message.from_address}")
-    return AuthResult(True, f"S/MIME valid ({result.signer_subject})")
+    return AuthResult(True, f"S/MIME valid ({result.signer_subject})",
+                      signature_digests=result.signature_digests,
+                      signed_at=result.signing_time, signed_text=analysis.body_text)
 
 
 def _dkim(session: Session, ctx: Context, inbound: InboundMessage,
@@ -53,7 +62,12 @@ def _dkim(session: Session, ctx: Context, inbound: InboundMessage,
     else:
         dnsfunc = ctx.dkim_dns
     verdict = dkim_verdict(load_raw(session, inbound.id or 0), domain, dnsfunc)
-    return AuthResult(verdict.passed, verdict.reason)
+    # DKIM covers the Subject (required in h=) as well as the body.
+    return AuthResult(verdict.passed, verdict.reason,
+                      signature_digests=(verdict.signature_digest,)
+                      if verdict.signature_digest else (),
+                      signed_at=verdict.signed_at,
+                      signed_text=f"{analysis.message.subject}\n{analysis.body_text}")
 
 
 def _none(session: Session, ctx: Context, inbound: InboundMessage,

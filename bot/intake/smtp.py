@@ -18,6 +18,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from bot.clock import Clock
 from bot.config import Config
 from bot.errors import RecipientRefused, StoreUnavailable
+from bot.intake.smtplimits import SESSION_EXPIRED, Admission, session_allowance
 from storage.rawstore import Arrival, StoreResult
 
 log = logging.getLogger("rootnotify.intake.smtp")
@@ -54,7 +55,6 @@ class IntakeHandler:
         self.writer = writer
         self.clock = clock
         self.on_stored = on_stored
-        self.connections = 0
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list
@@ -108,29 +108,58 @@ def _peer(session: Session) -> str:
 
 
 class LimitedSMTP(SMTP):
-    """aiosmtpd's SMTP with a cap on concurrent connections."""
+    """aiosmtpd's SMTP with the admission rule and the session deadline of bot.intake.smtplimits."""
 
-    def __init__(self, handler: IntakeHandler, limit: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, handler: IntakeHandler, admission: Admission, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(handler, **kwargs)
-        self._handler = handler
-        self._limit = limit
-        self._counted = False
+        self._admission = admission
+        self._client: str | None = None  # set once admitted
+        self._received = 0
+        self._started = 0.0
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._handler.connections >= self._limit and not self._counted:
-            # Refuse politely (RFC 5321 3.8: 421 then close) rather than queue.
-            transport.write(b"421 4.7.0 Too many connections, try again later\r\n")  # type: ignore[attr-defined]
-            transport.close()
-            return
-        if not self._counted:
-            self._handler.connections += 1
-            self._counted = True
+        if self._client is None:  # not again for the TLS transport after STARTTLS
+            peer = transport.get_extra_info("peername")
+            client = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+            refusal = self._admission.refusal(client)
+            if refusal is not None:
+                # Refuse politely (RFC 5321 3.8: 421 then close) rather than queue.
+                log.info("[%s] refused: %s", client, refusal[4:].decode().strip())
+                transport.write(refusal)  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._admission.admit(client)
+            self._client = client
+            self._started = self.loop.time()
+            self._deadline = self.loop.call_later(self._admission.config.session_timeout,
+                                                  self._check_deadline)
         super().connection_made(transport)
 
+    def data_received(self, data: bytes) -> None:
+        self._received += len(data)
+        super().data_received(data)
+
+    def _check_deadline(self) -> None:
+        allowed = session_allowance(self._admission.config, self._received)
+        left = self._started + allowed - self.loop.time()
+        if left > 0:  # its data bought it more time
+            self._deadline = self.loop.call_later(left, self._check_deadline)
+            return
+        log.info("[%s] session time limit: %d bytes in %.0f s", self._client, self._received,
+                 allowed)
+        if self.transport is not None:
+            self.transport.write(SESSION_EXPIRED)  # type: ignore[attr-defined]
+            self.transport.close()
+
     def connection_lost(self, error: Exception | None) -> None:
-        if self._counted:
-            self._handler.connections -= 1
-            self._counted = False
+        if self._client is not None:
+            self._admission.leave(self._client)
+            self._client = None
+            if self._deadline is not None:
+                self._deadline.cancel()
+        else:
+            return  # refused before aiosmtpd saw it: nothing of its own to clean up
         super().connection_lost(error)
 
 
@@ -150,10 +179,12 @@ async def start_smtp_server(
     loop = loop or asyncio.get_running_loop()
     context = tls_context(config)
 
+    admission = Admission(config.smtp)
+
     def factory() -> SMTP:
         return LimitedSMTP(
             handler,
-            config.smtp.max_connections,
+            admission,
             data_size_limit=config.smtp.max_message_size,
             hostname=config.smtp.hostname,
             enable_SMTPUTF8=True,

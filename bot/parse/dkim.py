@@ -7,9 +7,12 @@ Never raises on hostile input.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import dkim
 
@@ -21,11 +24,19 @@ DnsFunc = Callable[..., bytes | None]
 # than this is an attempt to make us do many DNS lookups and RSA checks.
 MAX_SIGNATURES = 5
 
+# Headers a signature must cover for a command to count: the Subject carries
+# the incident's tag, the Message-ID makes a copy with another thread visible.
+# A signature over the body alone could be moved to any thread.
+REQUIRED_HEADERS = (b"subject", b"message-id")
+
 
 @dataclass(frozen=True)
 class DkimVerdict:
     passed: bool
     reason: str
+    # Of the passing signature: SHA-256 (hex) of its b= value, and its t= time.
+    signature_digest: str | None = None
+    signed_at: datetime | None = None
 
 
 def _aligned(signing_domain: str, domain: str) -> bool:
@@ -55,6 +66,25 @@ def dkim_verdict(raw: bytes, domain: str, dnsfunc: DnsFunc) -> DkimVerdict:
             reasons.append(f"signature {idx + 1} (d={signer or '?'}) does not verify")
         elif not _aligned(signer, domain):
             reasons.append(f"signature {idx + 1} is by d={signer}, not {domain}")
+        elif missing := [h.decode() for h in REQUIRED_HEADERS
+                         if h not in checker.include_headers]:
+            reasons.append(f"signature {idx + 1} (d={signer}) does not cover "
+                           f"{', '.join(missing)} (h=)")
         else:
-            return DkimVerdict(True, f"DKIM pass for d={signer}")
+            fields = checker.signature_fields
+            return DkimVerdict(True, f"DKIM pass for d={signer}",
+                               signature_digest=_digest(fields.get(b"b", b"")),
+                               signed_at=_timestamp(fields.get(b"t")))
     return DkimVerdict(False, "; ".join(reasons))
+
+
+def _digest(b_value: bytes) -> str:
+    # b= may be folded anywhere: the value is the base64 without white space.
+    return hashlib.sha256(re.sub(rb"\s+", b"", b_value)).hexdigest()
+
+
+def _timestamp(t_value: bytes | None) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(t_value or b""), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None

@@ -109,6 +109,10 @@ class ParsedMessage:
     defects: list[str] = field(default_factory=list)
     # Limits passed (bot.parse.limits), one sentence each saying what was not read.
     limits_exceeded: list[str] = field(default_factory=list)
+    # Every address of the From field (RFC 5322 3.6.2 allows several, then a
+    # Sender must say who sent it) and the Sender field's address.
+    from_addresses: list[str] = field(default_factory=list)
+    sender_address: str | None = None
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (case-insensitive), decoded."""
@@ -411,6 +415,7 @@ def _parse(raw: bytes, limits: MessageLimits) -> ParsedMessage:
 
     from_value = get("From")
     from_addrs = _addresses(from_value)
+    sender_addrs = _addresses(get("Sender"))
     try:
         display = _display_name(from_value)
     except (RecursionError, ValueError, IndexError):
@@ -422,7 +427,9 @@ def _parse(raw: bytes, limits: MessageLimits) -> ParsedMessage:
         headers = []
     return ParsedMessage(
         message_id=(message_ids(get("Message-ID")) or [None])[0],
-        from_address=from_addrs[0] if from_addrs else None,
+        # Several authors: the Sender is who sent it (RFC 5322 3.6.2).
+        from_address=(sender_addrs[0] if len(from_addrs) > 1 and sender_addrs
+                      else from_addrs[0] if from_addrs else None),
         from_display=display,
         to=_addresses(get("To")),
         cc=_addresses(get("Cc")),
@@ -437,6 +444,8 @@ def _parse(raw: bytes, limits: MessageLimits) -> ParsedMessage:
         attachments=attachments,
         defects=defects,
         limits_exceeded=exceeded,
+        from_addresses=from_addrs,
+        sender_address=sender_addrs[0] if sender_addrs else None,
     )
 
 

@@ -7,6 +7,7 @@ check. The signer's certificate is judged (chain, usage, revocation) by
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -85,7 +86,8 @@ def verify_signed_data(
     # Every signer must hold (as openssl does); report the worst one.
     rank = {"invalid": 0, "untrusted": 1, "expired": 2, "valid": 3}
     worst = min(results, key=lambda r: rank.get(r.status, 0))
-    return replace(worst, certificates=certificates, content=content)
+    digests = tuple(hashlib.sha256(si.signature()).hexdigest() for si in signer_infos)
+    return replace(worst, certificates=certificates, content=content, signature_digests=digests)
 
 
 def _verify_signer(

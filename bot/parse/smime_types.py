@@ -33,6 +33,9 @@ class SmimeResult:
     from_mismatch: bool = False
     content: bytes | None = None
     certificates: tuple[bytes, ...] = ()
+    # SHA-256 (hex) of each signer's SignatureValue: what makes this signature
+    # this one, so a second mail carrying it can be told apart as a replay.
+    signature_digests: tuple[str, ...] = ()
 
 
 class Refused(Exception):

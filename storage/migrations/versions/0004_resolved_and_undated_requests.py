@@ -5,7 +5,7 @@ final report "once the incident has been resolved": `incident.resolved_at`
 records that moment (null until then). An undated `/request` (R2, R5) has no
 due date unless the ruleset gives one, so `deadline.due_at` may be null.
 
-Revision ID: 0004_i16
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-03
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_i16"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
