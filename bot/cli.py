@@ -3,97 +3,55 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import sqlalchemy.exc
 import typer
-from rich.console import Console
 
+from bot.clibase import (
+    app,
+    console,
+    err,
+    error,
+    load,
+    print_json,
+    state,
+    table_console,
+    writable_data_dir,
+)
+from bot.clibase import context as _context
 from bot.clock import Clock, FixedClock, SystemClock, iso, parse_iso
-from bot.config import Config, config_path, load_config
-from bot.context import Context, make_context
-from bot.errors import ConfigError
-from bot.logs import setup_logging
-from storage.db import SchemaTooNew, open_database
-from storage.migrate import head as schema_head
+from bot.context import Context
+from bot.errors import ConfigError, OperatorError
+from storage.migrate import SchemaTooNew
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="rootnotify: the bot behind a root program's security-incident mailbox.")
-console = Console()
-# Width of tables written to a pipe or file, where no terminal says how wide to be.
-PIPED_TABLE_WIDTH = 160
-err = Console(stderr=True)
-
-
-class State:
-    config_option: str | None = None
-    log_json: bool = False
-    log_level: int = logging.INFO
-
-
-state = State()
-
-
-@app.callback()
-def main_options(
-    config: Annotated[str | None, typer.Option("--config", help="Path of the TOML configuration "
-                                               "(else $ROOTNOTIFY_CONFIG, else ./config.toml)")]
-    = None,
-    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail")] = False,
-) -> None:
-    state.config_option = config
-    state.log_json = log_json
-    state.log_level = logging.DEBUG if verbose else logging.INFO
-    setup_logging(json_lines=log_json, level=state.log_level)
-
-
-def _config() -> Config:
-    try:
-        return load_config(config_path(state.config_option))
-    except ConfigError as exc:
-        _error(f"{exc}")
-        raise typer.Exit(2) from None
-
-
-def _context(clock: Clock | None = None) -> Context:
-    config = _config()
-    try:
-        db = open_database(config.storage_url)
-    except SchemaTooNew as exc:
-        _error(f"{exc}")
-        raise typer.Exit(2) from None
-    try:
-        return make_context(config, db, clock or SystemClock())
-    except ConfigError as exc:
-        _error(f"{exc}")
-        raise typer.Exit(2) from None
-
-
-def _error(text: str, prefix: bool = True) -> None:
-    """One plain line on stderr (no wrapping: scripts and people grep these)."""
-    sys.stderr.write(f"{'rootnotify: ' if prefix else ''}{text}\n")
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+_error = error
+_print_json = print_json
+_config = load
 
 
 @app.command()
 def serve() -> None:
-    """Run the SMTP listener, IMAP poller, scheduler and outbox sender until SIGTERM."""
+    """Run the SMTP listener, IMAP poller, scheduler and outbox sender until SIGTERM or Ctrl-C.
+
+    Stops at any moment, start-up included: what is in flight is finished, and the exit
+    status is 0.
+    """
     from bot.supervisor import serve as run
 
-    config = _config()
-    _context().db.dispose()  # checks the database and the certificates before listening
     try:
+        config = _config()
+        if config.imap.enabled:
+            config.imap.require_password()
+        writable_data_dir(config)
+        _context().db.dispose()  # checks the database and the certificates before listening
         code = asyncio.run(run(config, log_json=state.log_json, log_level=state.log_level))
-    except ConfigError as exc:  # e.g. the IMAP server refused the configured login
-        _error(f"{exc}")
-        raise typer.Exit(2) from None
+    except KeyboardInterrupt:  # SIGINT or SIGTERM before the supervisor took them over
+        err.print("rootnotify: stopped during start-up", markup=False, highlight=False)
+        code = 0
     raise typer.Exit(code)
 
 
@@ -184,8 +142,7 @@ def incidents(
                       markup=False)
         return
     # Piped into grep or a mail, a table is read line by line: one incident a line.
-    wide = console if console.is_terminal else Console(width=PIPED_TABLE_WIDTH)
-    wide.print(incidents_table(rows, ctx.config.bot.timezone))
+    table_console().print(incidents_table(rows, ctx.config.bot.timezone))
 
 
 def _incident_data(ctx: Context, incident_id: str) -> dict[str, Any]:
@@ -315,6 +272,8 @@ def check_config() -> None:
     points at is wrong (a certificate, a key, the database, the relay, IMAP).
     """
     from bot.checkconfig import check_world
+    from storage.db import open_database
+    from storage.migrate import head as schema_head
 
     config = _config()
     findings = check_world(config, SystemClock().now())
@@ -342,8 +301,40 @@ def check_config() -> None:
     console.print("configuration is valid", markup=False)
 
 
+def _stop_on_sigterm(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    app()
+    """Run a command; an expected failure is one line on stderr and its exit status."""
+    # SIGTERM before a command takes it over ends it as Ctrl-C does, quietly.
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        app()  # click turns usage errors and exits into their status itself
+    except (ConfigError, SchemaTooNew) as exc:
+        error(str(exc))
+        sys.exit(2)
+    except OperatorError as exc:
+        error(str(exc))
+        sys.exit(1)
+    except OSError as exc:
+        error(_os_error(exc))
+        sys.exit(1)
+    except sqlalchemy.exc.OperationalError as exc:
+        error(f"database: {exc.orig}")
+        sys.exit(1)
+    except Exception as exc:
+        if state.verbose:
+            raise
+        error(f"internal error: {type(exc).__name__}: {exc} (rerun with -v for the traceback)")
+        sys.exit(1)
+
+
+def _os_error(exc: OSError) -> str:
+    """`PATH: reason` for a file error, as the shell's tools say it."""
+    where = exc.filename if exc.filename is not None else ""
+    why = exc.strerror or str(exc)
+    return f"{where}: {why}" if where else why
 
 
 if __name__ == "__main__":

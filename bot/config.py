@@ -169,6 +169,13 @@ class ImapConfig:
     alert_after: int
     ca_file: Path | None
 
+    def require_password(self) -> str:
+        """The login password; only what logs in to IMAP asks, so other commands run without it."""
+        if not self.password:
+            raise ConfigError(f"[imap] password_env: environment variable {self.password_env!r} "
+                              "is not set (needed to log in to IMAP)")
+        return self.password
+
 
 @dataclass(frozen=True)
 class OutgoingConfig:
@@ -388,10 +395,9 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
     if sm["command_call_limit"] <= 0:
         raise ConfigError(f"{reader.where('smtp', 'command_call_limit')}: must be positive")
 
+    # Checked where IMAP is logged in to (ImapConfig.require_password), not
+    # here: `incidents` or `status` on the operator's shell need no password.
     imap_password = env.get(im["password_env"]) if im["password_env"] else None
-    if im["enabled"] and not imap_password:
-        raise ConfigError(f"{reader.where('imap', 'password_env')}: environment variable "
-                          f"{im['password_env']!r} is not set")
 
     cas_data = data.get("ca", [])
     if not isinstance(cas_data, list):
