@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +30,9 @@ from bot.clock import Clock, FixedClock, SystemClock, iso, parse_iso
 from bot.context import Context
 from bot.errors import ConfigError, OperatorError
 from storage.migrate import SchemaTooNew
+
+# Below this many messages, ingest is over before a bar would say anything.
+PROGRESS_FROM = 20
 
 _error = error
 _print_json = print_json
@@ -56,32 +62,61 @@ def serve() -> None:
 
 
 @app.command()
-def ingest(paths: Annotated[list[Path], typer.Argument(help=".eml files, mbox files, maildirs")]
-           ) -> None:
-    """Store messages from files as if they had arrived by SMTP, then process them."""
-    from rich.progress import Progress
+def ingest(paths: Annotated[list[Path], typer.Argument(help=".eml files, mbox files, maildirs",
+                                                       show_default=False)],
+           quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no "
+                                               "log lines; only refusals and the summary")]
+           = False) -> None:
+    """Store messages from files as if they had arrived by SMTP, then process them.
 
+    Only mail is taken: a folder must be a maildir (it is not walked), a file an mbox or
+    one mail. Exit 1 when a file given was refused or one of its messages failed.
+
+    Example: rootnotify ingest old-mail.mbox Maildir/ notification.eml
+    """
     from bot.intake.files import count_messages
     from bot.intake.files import ingest as run_ingest
     from bot.pipeline import process_pending
+    from storage import queries
+    from storage.models import STATE_FAILED, STATE_PARKED
 
     ctx = _context()
+    if quiet or (err.is_terminal and not state.verbose):
+        # On a terminal, one line per message drowns the bar and the refusals.
+        logging.getLogger().setLevel(logging.WARNING)
     total = count_messages([p for p in paths if p.exists()])
-    if total > 20 and console.is_terminal:
-        with Progress(console=err) as progress:
-            task = progress.add_task("ingesting", total=total)
-            report = run_ingest(ctx.db, ctx.clock, paths, ctx.config.smtp.max_message_size,
-                                progress=lambda: progress.advance(task))
-    else:
-        report = run_ingest(ctx.db, ctx.clock, paths, ctx.config.smtp.max_message_size)
-    processed = process_pending(ctx)
+    with _progress(total, quiet) as advance:
+        report = run_ingest(ctx.db, ctx.clock, paths, ctx.config.smtp.max_message_size,
+                            progress=lambda: advance(1))
+        processed = process_pending(ctx, on_done=advance)
     for where, why in report.refused:
         _error(f"refused {where}: {why}", prefix=False)
+    with ctx.db.read() as session:
+        ours = queries.message_states(session, report.ids)
+    failed = sum(1 for s in ours.values() if s == STATE_FAILED)
+    parked = sum(1 for s in ours.values() if s == STATE_PARKED)
     console.print(f"{report.stored} stored, {report.duplicates} duplicate(s), "
                   f"{len(report.refused)} refused; {processed.processed} processed, "
-                  f"{processed.failed} failed, {processed.parked} parked", markup=False)
-    if report.refused or processed.failed or processed.parked:
+                  f"{failed} failed, {parked} parked", markup=False)
+    older = processed.failed + processed.parked - failed - parked
+    if older > 0:
+        _error(f"note: {older} older message(s) failed too; see rootnotify status",
+               prefix=False)
+    if report.refused or failed or parked:
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """One bar over storing and processing (each message twice), on a terminal only."""
+    if quiet or total <= PROGRESS_FROM or not err.is_terminal:
+        yield lambda _n: None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("storing and processing", total=2 * total)
+        yield lambda n: progress.advance(task, n)
 
 
 @app.command()
@@ -212,24 +247,6 @@ def export(
 
 
 @app.command()
-def reprocess(incoming_id: Annotated[int | None, typer.Argument(metavar="ID")] = None,
-              failed: Annotated[bool, typer.Option("--failed")] = False) -> None:
-    """Process a stored message again (by its number), or every failed and parked one."""
-    from bot.pipeline import process_pending, requeue
-
-    if incoming_id is None and not failed:
-        _error("give a message number or --failed")
-        raise typer.Exit(2)
-    ctx = _context()
-    count = requeue(ctx, incoming_id, failed_only=failed)
-    report = process_pending(ctx)
-    console.print(f"{count} message(s) requeued; {report.processed} processed, "
-                  f"{report.failed} failed, {report.parked} parked", markup=False)
-    if report.failed or report.parked:
-        raise typer.Exit(1)
-
-
-@app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
            = False) -> None:
     """Health of the queues and workers; exits 1 when something needs a person."""
@@ -244,24 +261,6 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for 
         print_health(console, data, ctx.config.bot.timezone)
     if data["needs_attention"]:
         raise typer.Exit(1)
-
-
-@app.command()
-def quarantine(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Mail from unknown senders, kept and never answered."""
-    from storage import queries
-
-    ctx = _context()
-    with ctx.db.read() as session:
-        rows = [{"id": m.id, "message_id": m.message_id, "from": m.from_address,
-                 "subject": m.subject, "received_at": iso(m.received_at), "reason": m.note}
-                for m in queries.quarantined(session)]
-    if as_json:
-        _print_json(rows)
-        return
-    for r in rows:
-        console.print(f"{r['id']:>6}  {r['received_at']}  {r['from']}  {r['subject']}",
-                      markup=False)
 
 
 @app.command("check-config")
@@ -299,6 +298,10 @@ def check_config() -> None:
         console.print(f"{len(findings.problems)} problem(s)", markup=False)
         raise typer.Exit(1)
     console.print("configuration is valid", markup=False)
+
+
+# The commands about stored messages register themselves on `app`, after these.
+from bot import climessages  # noqa: E402,F401  # isort: skip
 
 
 def _stop_on_sigterm(_signum: int, _frame: object) -> None:

@@ -188,7 +188,7 @@ def print_health(console: Console, data: dict[str, Any], tz: tzinfo) -> None:
         f"{outbox.get('sent', 0)} sent, {outbox.get('failed', 0)} failed", markup=False)
     out(f"inbound: backlog {data['backlog']} (oldest {when(data['oldest_unprocessed_at'], tz)}),"
         f" {data['failed']} failed and retrying, {data['parked']} parked, "
-        f"{data['quarantined']} quarantined", markup=False)
+        f"{data['quarantined']} quarantined, {data.get('dropped', 0)} dropped", markup=False)
     for m in data["problem_messages"]:
         out(f"  message #{m['id']} {m['state']} after {m['attempts']} attempt(s): "
             f"{m['last_error']}", markup=False, highlight=False)

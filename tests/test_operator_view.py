@@ -244,8 +244,11 @@ def test_a_failed_message_shows_in_status_and_reprocess_recovers_it(tmp_path):
     assert [r["id"] for r in json.loads(rootnotify(config, "incidents", "--json").stdout)] \
         == [INCIDENT]
     assert rootnotify(config, "status", "--json", check=False).returncode == 0
-    # A processed message is never run again (it would open its incident twice).
-    assert "0 message(s) requeued" in rootnotify(config, "reprocess", "1").stdout
+    # A processed message is never run again (it would open its incident twice): an error.
+    again = rootnotify(config, "reprocess", "1", check=False)
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert again.stderr == ("rootnotify: message 1 was processed (notification in "
+                            f"{INCIDENT}); a processed message is never run again\n")
 
 
 def test_check_config_reaches_the_relay_and_names_what_is_wrong(tmp_path):
