@@ -80,10 +80,10 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help=".eml files, mbox fi
     from storage import queries
     from storage.models import STATE_FAILED, STATE_PARKED
 
-    ctx = _context()
     if quiet or (err.is_terminal and not state.verbose):
         # On a terminal, one line per message drowns the bar and the refusals.
         logging.getLogger().setLevel(logging.WARNING)
+    ctx = _context()
     total = count_messages([p for p in paths if p.exists()])
     with _progress(total, quiet) as advance:
         report = run_ingest(ctx.db, ctx.clock, paths, ctx.config.smtp.max_message_size,

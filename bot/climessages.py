@@ -96,7 +96,7 @@ def message(incoming_id: Annotated[int, MESSAGE_NUMBER],
     if as_json:
         print_json(view)
         return
-    print_message(console, view)
+    print_message(view, sys.stdout)
 
 
 quarantine_app = typer.Typer(help="Mail from unknown senders, kept and never answered: list, "

@@ -10,9 +10,8 @@ from __future__ import annotations
 import email
 import email.policy
 from email.message import Message
-from typing import Any
+from typing import Any, TextIO
 
-from rich.console import Console
 from sqlmodel import Session, col, select
 
 from bot.clock import iso
@@ -81,9 +80,10 @@ def message_json(session: Session, inbound_id: int) -> dict[str, Any]:
     }
 
 
-def print_message(console: Console, data: dict[str, Any]) -> None:
+def print_message(data: dict[str, Any], stream: TextIO) -> None:
+    """Plain lines, never wrapped: an operator greps them or pastes them into a ticket."""
     def out(text: str = "") -> None:
-        console.print(text, markup=False, highlight=False)
+        stream.write(text + "\n")
 
     out(f"message {data['id']}: {data['state']}"
         + (f" after {data['attempts']} attempt(s)" if data["attempts"] else "")

@@ -227,7 +227,9 @@ def process_one(ctx: Context, inbound_id: int) -> str:
 
 def _record_failure(ctx: Context, inbound: InboundMessage, exc: Exception) -> None:
     detail = without_nul(f"{type(exc).__name__}: {exc}")  # hostile text ends up in errors
-    log.error("message %d failed: %s\n%s", inbound.id, detail,
+    # One line for the operator; where it failed is detail for a developer (-v).
+    log.error("message %d failed: %s", inbound.id, detail)
+    log.debug("message %d failed at:\n%s", inbound.id,
               "".join(traceback.format_exception(exc, limit=-3)))
     inbound.attempts += 1
     inbound.last_error = detail[:2000]
