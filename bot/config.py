@@ -254,9 +254,12 @@ def _duration(text: str, where: str) -> timedelta:
 class _Reader:
     """Reads one table against its schema, naming the file and key in every error."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, missing: list[str] | None = None) -> None:
         self.path = path
         self.base = path.parent
+        # Given a list, a file that is not there is noted in it rather than
+        # raised (`check-config` lists every one); else the first stops loading.
+        self.missing = missing
 
     def where(self, section: str, key: str) -> str:
         return f"{self.path}: [{section}] {key}"
@@ -295,7 +298,10 @@ class _Reader:
     def existing_path(self, section: str, key: str, value: str) -> Path:
         p = self.path_of(value)
         if not p.is_file():
-            raise ConfigError(f"{self.where(section, key)}: file {value!r} not found ({p})")
+            problem = f"{self.where(section, key)}: file {value!r} not found ({p})"
+            if self.missing is None:
+                raise ConfigError(problem)
+            self.missing.append(problem)
         return p
 
     def optional_path(self, section: str, key: str, value: str) -> Path | None:
@@ -335,8 +341,19 @@ def _analysis_processes(reader: _Reader, value: int) -> int:
     return value
 
 
-def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
-    """Read and check the whole configuration; raise ConfigError on the first problem."""
+def load_config_listing_missing(path: str | os.PathLike[str]) -> tuple[Config, list[str]]:
+    """The configuration, and every file it names that is not there (for `check-config`).
+
+    A wrong key or value still raises ConfigError: the file itself is wrong.
+    """
+    missing: list[str] = []
+    return load_config(path, missing=missing), missing
+
+
+def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None,
+                missing: list[str] | None = None) -> Config:
+    """Read and check the whole configuration; raise ConfigError on the first problem
+    (with `missing`, files not found are noted there instead)."""
     env = os.environ if environ is None else environ
     path = Path(path).expanduser().resolve()
     if not path.is_file():
@@ -346,7 +363,7 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    reader = _Reader(path)
+    reader = _Reader(path, missing)
 
     unknown = sorted(set(data) - set(SCHEMA) - {"ca"})
     if unknown:

@@ -37,6 +37,7 @@ def fails_with(result: subprocess.CompletedProcess[str], code: int, *words: str)
     assert result.returncode == code, f"exit {result.returncode}, not {code}:\n{result.stderr}"
     lines = [line for line in result.stderr.splitlines() if line.startswith("rootnotify: ")]
     assert len(lines) == 1, result.stderr
+    assert "internal error" not in lines[0], lines[0]  # expected, so said as such
     for word in words:
         assert word in lines[0], f"{word!r} not in {lines[0]!r}"
     return lines[0]

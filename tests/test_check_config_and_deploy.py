@@ -1,0 +1,75 @@
+"""Issue 19, points 6, 7 and 8: check-config changes nothing, lists every problem with the
+documented codes; the IMAP password is asked for only where IMAP is logged in to; the systemd
+unit and the documented configuration work together."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.harness import free_port, write_config
+from tests.operator import cli, fails_with, ok
+
+
+def test_check_config_lists_every_missing_file_changes_nothing_and_exits_1(tmp_path):
+    config = write_config(tmp_path, smtp_port=free_port(), relay_port=free_port(), extra="""
+smime_anchors = ["cas/other-anchor.pem"]
+roots = ["cas/other-root.pem"]
+""")
+    config.write_text(config.read_text().replace(
+        'auth = "none"', 'auth = "smime"\ncertificates = ["staff/alice.pem"]'))
+    result = cli(config, "check-config")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    problems = [line for line in result.stderr.splitlines()
+                if line.startswith("rootnotify: ") and "warning:" not in line]
+    assert sorted(problems) == sorted([
+        f"rootnotify: {config}: [ca #2] smime_anchors: file 'cas/other-anchor.pem' not found "
+        f"({tmp_path / 'cas/other-anchor.pem'})",
+        f"rootnotify: {config}: [ca #2] roots: file 'cas/other-root.pem' not found "
+        f"({tmp_path / 'cas/other-root.pem'})",
+        f"rootnotify: {config}: [staff] certificates: file 'staff/alice.pem' not found "
+        f"({tmp_path / 'staff/alice.pem'})",
+    ])
+    # The relay is down: a warning, not a problem (its outage must not stop intake).
+    assert any(line.startswith("rootnotify: warning: [outgoing] relay: ")
+               and "serve keeps trying" in line for line in result.stderr.splitlines())
+    assert "3 problem(s), 1 warning(s)" in result.stdout
+    # Read-only: neither the data folder nor the database was made.
+    assert not (tmp_path / "var").exists()
+
+
+def test_check_config_warns_that_auth_none_lets_forged_staff_mail_command(tmp_path):
+    config = write_config(tmp_path, smtp_port=free_port(), relay_port=free_port(),
+                          outgoing_mode="maildir")
+    result = ok(cli(config, "check-config"))
+    assert result.stderr.splitlines() == [
+        "rootnotify: warning: [staff] auth is none: anyone who forges a staff address in "
+        "From can command the bot (set smime or dkim)"]
+    assert "configuration is valid (0 problem(s), 1 warning(s))" in result.stdout
+    assert "ok: database" in result.stdout and "not made yet; serve makes it" in result.stdout
+    assert not (tmp_path / "var").exists()
+
+
+def test_a_wrong_value_in_the_file_itself_is_exit_2(tmp_path):
+    config = write_config(tmp_path, smtp_port=free_port(), relay_port=free_port(),
+                          outgoing_mode="maildir")
+    config.write_text(config.read_text().replace('ruleset = "2019-03"', 'ruleset = "2018"'))
+    fails_with(cli(config, "check-config"), 2, "[bot] ruleset", "'2018' is not one of")
+
+
+def test_read_only_commands_run_without_the_imap_password(tmp_path):
+    config = write_config(tmp_path, smtp_port=free_port(), relay_port=free_port(),
+                          outgoing_mode="maildir",
+                          imap=f"enabled = true\nport = {free_port()}\nssl = false")
+    no_password = {"ROOTNOTIFY_IMAP_PASSWORD": ""}
+    assert json.loads(ok(cli(config, "incidents", "--json", env=no_password)).stdout) == []
+    assert ok(cli(config, "quarantine", env=no_password)).stdout == "quarantine is empty\n"
+    status = cli(config, "status", "--json", env=no_password)
+    assert "Traceback" not in status.stderr and json.loads(status.stdout)["imap_enabled"]
+    # What logs in to IMAP needs it: serve stops at once, check-config lists it.
+    fails_with(cli(config, "serve", env=no_password), 2,
+               "[imap] password_env: environment variable 'ROOTNOTIFY_IMAP_PASSWORD' is not set")
+    checked = cli(config, "check-config", env=no_password)
+    assert checked.returncode == 1
+    assert ("rootnotify: [imap] password_env: environment variable 'ROOTNOTIFY_IMAP_PASSWORD' "
+            "is not set") in checked.stderr.splitlines()
