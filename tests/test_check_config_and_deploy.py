@@ -5,9 +5,16 @@ unit and the documented configuration work together."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import smtplib
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.harness import free_port, write_config
+import pytest
+
+from tests.harness import WAIT_SECONDS, free_port, write_config
 from tests.operator import cli, fails_with, ok
 
 
@@ -73,3 +80,72 @@ def test_read_only_commands_run_without_the_imap_password(tmp_path):
     assert checked.returncode == 1
     assert ("rootnotify: [imap] password_env: environment variable 'ROOTNOTIFY_IMAP_PASSWORD' "
             "is not set") in checked.stderr.splitlines()
+
+
+# --- point 6: the systemd unit and its documented configuration, in a temp root -------------
+
+CONTRIB = Path(__file__).parents[1] / "contrib"
+
+
+def _unit(name: str) -> dict[str, list[str]]:
+    """The unit's `Key=value` lines (a key may repeat), comments and sections left out."""
+    keys: dict[str, list[str]] = {}
+    for line in (CONTRIB / name).read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            keys.setdefault(key, []).append(value)
+    return keys
+
+
+def test_the_units_exec_lines_run_against_the_documented_config_in_a_read_only_etc(tmp_path):
+    from tests.operator import Output, read_only
+    from tests.smime_factory import make_ca, pem
+
+    unit = _unit("rootnotify.service")
+    etc, state = tmp_path / "etc/rootnotify", tmp_path / "var/lib/rootnotify"
+    (etc / "staff").mkdir(parents=True)
+    state.mkdir(parents=True)  # StateDirectory= makes it, owned by the service's user
+    port = free_port()
+    relocate = {"/etc/rootnotify": str(etc), "/var/lib/rootnotify": str(state)}
+    text = (CONTRIB / "config.toml").read_text().replace("port = 8025", f"port = {port}")
+    for real, here in relocate.items():
+        text = text.replace(real, here)
+    (etc / "config.toml").write_text(text)
+    (etc / "staff/staff-ca.pem").write_bytes(pem(make_ca("Program Staff CA", slot=1).cert))
+
+    env = dict(v.split("=", 1) for v in unit["Environment"])
+    for real, here in relocate.items():
+        env = {k: v.replace(real, here) for k, v in env.items()}
+    assert env == {"ROOTNOTIFY_CONFIG": str(etc / "config.toml")}
+    assert unit["ReadWritePaths"] == ["/var/lib/rootnotify"]
+    assert unit["WorkingDirectory"] == ["/var/lib/rootnotify"]
+    assert unit["KillMode"] == ["mixed"] and unit["KillSignal"] == ["SIGTERM"]
+    binary = "/opt/rootnotify/venv/bin/rootnotify"
+    (pre,), (start,) = unit["ExecStartPre"], unit["ExecStart"]
+    assert pre.startswith(binary) and start.startswith(binary)
+
+    # ProtectSystem=strict: everything but ReadWritePaths is read-only; here, /etc.
+    prefix = read_only(etc)
+    # ExecStartPre: the relay (Postfix) is down, which only warns.
+    checked = cli(None, *pre[len(binary):].split(), env=env, prefix=prefix)
+    if checked.returncode != 0 and "mount" in checked.stderr:
+        pytest.skip("no read-only bind mount here")
+    assert checked.returncode == 0, checked.stderr
+    assert "rootnotify: warning: [outgoing] relay" in checked.stderr
+    # ExecStart: serve starts, listens, and stops on SIGTERM with 0.
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "bot.cli",
+                             *start[len(binary):].split()],
+                            cwd=state, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = Output(proc.stderr)
+    try:
+        err.wait_for("SMTP listening")
+        with smtplib.SMTP("127.0.0.1", port, timeout=WAIT_SECONDS) as smtp:
+            smtp.noop()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=WAIT_SECONDS * 3) == 0, err.text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (state / "rootnotify.db").is_file()
+    assert "Traceback" not in err.text
