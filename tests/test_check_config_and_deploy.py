@@ -107,7 +107,7 @@ def test_the_units_exec_lines_run_against_the_documented_config_in_a_read_only_e
     state.mkdir(parents=True)  # StateDirectory= makes it, owned by the service's user
     port = free_port()
     relocate = {"/etc/rootnotify": str(etc), "/var/lib/rootnotify": str(state)}
-    text = (CONTRIB / "config.toml").read_text().replace("port = 8025", f"port = {port}")
+    text = (CONTRIB / "rootnotify.toml").read_text().replace("port = 8025", f"port = {port}")
     for real, here in relocate.items():
         text = text.replace(real, here)
     (etc / "config.toml").write_text(text)
