@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +32,8 @@ from bot.context import Context
 from bot.errors import ConfigError, OperatorError
 from storage.migrate import SchemaTooNew
 
+# `tick --now` this far ahead of the clock is still "now" (clocks of two hosts drift).
+FUTURE_TOLERANCE = timedelta(minutes=5)
 # Below this many messages, ingest is over before a bar would say anything.
 PROGRESS_FROM = 20
 
@@ -120,9 +123,20 @@ def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
 
 
 @app.command()
-def tick(now: Annotated[str | None, typer.Option("--now", help="ISO 8601 time with Z or offset")]
-         = None) -> None:
-    """Run the pipeline, the scheduler and the outbox once (at --now, if given)."""
+def tick(now: Annotated[str | None, typer.Option("--now", metavar="ISO8601",
+                                                 help="ISO 8601 time with Z or offset")] = None,
+         dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be sent; "
+                                               "change nothing")] = False,
+         force: Annotated[bool, typer.Option("--force", help="allow --now ahead of the clock "
+                                             "on a database with mail")] = False) -> None:
+    """Run the pipeline, the scheduler and the outbox once (at --now, if given).
+
+    A --now ahead of the clock writes future-dated events into the incidents' timelines:
+    on a database with mail it is refused unless --force; --dry-run shows what it would
+    send without changing anything.
+
+    Examples: rootnotify tick;  rootnotify tick --now 2026-12-06T09:00Z --dry-run
+    """
     from bot.outbox.sender import deliver_due, transport_for
     from bot.pipeline import process_pending
     from bot.scheduler import run_scheduler
@@ -132,7 +146,30 @@ def tick(now: Annotated[str | None, typer.Option("--now", help="ISO 8601 time wi
     except ValueError as exc:
         _error(f"--now: {exc}")
         raise typer.Exit(2) from None
+    if dry_run:
+        from bot.dryrun import preview_tick
+
+        # Its log lines would tell of events on the copy as if they had happened.
+        logging.getLogger().setLevel(logging.WARNING)
+        processed, mails = preview_tick(_config(), clock)
+        sys.stdout.write(f"dry run at {iso(clock.now())}: {processed} message(s) would be "
+                         f"processed; {len(mails)} mail(s) would be sent; nothing was "
+                         "changed\n")
+        for mail in mails:  # one a line, unwrapped: grep-able
+            sys.stdout.write(f"  {mail.kind} to {mail.to}: {mail.subject}\n")
+        return
     ctx = _context(clock)
+    ahead = clock.now() - SystemClock().now()
+    if ahead > FUTURE_TOLERANCE and not force:
+        from storage import queries
+
+        with ctx.db.read() as session:
+            has_mail = bool(queries.message_state_counts(session))
+        if has_mail:
+            raise OperatorError(
+                f"--now {iso(clock.now())} is {_duration(ahead)} ahead of the clock: on a "
+                "database with mail that writes future-dated events into the timelines "
+                "(and the dossiers); see what it would do with --dry-run, or give --force")
     pipeline = process_pending(ctx)
     scheduled = run_scheduler(ctx)
     delivered = deliver_due(ctx, transport_for(ctx.config))
@@ -145,6 +182,14 @@ def tick(now: Annotated[str | None, typer.Option("--now", help="ISO 8601 time wi
         for name, error in scheduled.errors.items():
             _error(f"scheduler job {name} failed: {error}", prefix=False)
         raise typer.Exit(1)
+
+
+def _duration(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    return " ".join(f"{n} {unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "min"))
+                    if n) or "less than a minute"
 
 
 @app.command()

@@ -208,3 +208,32 @@ def test_quarantine_table_release_into_an_incident_and_drop(config, tmp_path):
     rows = json.loads(ok(cli(config, "quarantine", "--json")).stdout)
     assert rows == []
     fails_with(cli(config, "quarantine", "release", "3"), 1, "message 3 is not in quarantine")
+
+
+# --- point 5: tick --now ahead of the clock, on a database with mail -----------------------
+
+def test_tick_in_the_future_is_refused_on_real_mail_and_dry_run_changes_nothing(config,
+                                                                                tmp_path):
+    _notified(config, tmp_path)  # 2026-11-26: an acknowledgement and an alert wait in the outbox
+    show = json.loads(ok(cli(config, "show", INCIDENT, "--json")).stdout)
+    later = "2099-01-01T09:00:00Z"  # past the digest hour (8)
+
+    refused = cli(config, "tick", "--now", later)
+    line = fails_with(refused, 1, "--now 2099-01-01T09:00:00+00:00 is", "ahead of the clock",
+                      "--dry-run", "--force")
+    assert "future-dated events" in line
+
+    dry = ok(cli(config, "tick", "--now", later, "--dry-run"))
+    lines = dry.stdout.splitlines()
+    assert lines[0].startswith("dry run at 2099-01-01T09:00:00+00:00: 0 message(s) would be "
+                               "processed; ")
+    assert lines[0].endswith("nothing was changed")
+    assert lines[1:] == ["  alert to alice@program.test: Daily digest 2099-01-01: 0 overdue, "
+                         "0 due within a week"]
+    assert "timeline" not in dry.stderr  # the copy's events are not logged as real
+    assert json.loads(ok(cli(config, "show", INCIDENT, "--json")).stdout) == show
+    assert not (tmp_path / "var/outbox").exists()  # nothing delivered either
+
+    forced = ok(cli(config, "tick", "--now", later, "--force"))
+    assert "tick at 2099-01-01T09:00:00+00:00" in forced.stdout
+    assert json.loads(ok(cli(config, "show", INCIDENT, "--json")).stdout) != show
