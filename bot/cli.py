@@ -96,14 +96,16 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help=".eml files, mbox fi
         _error(f"refused {where}: {why}", prefix=False)
     with ctx.db.read() as session:
         ours = queries.message_states(session, report.ids)
+        everywhere = queries.message_state_counts(session)
     failed = sum(1 for s in ours.values() if s == STATE_FAILED)
     parked = sum(1 for s in ours.values() if s == STATE_PARKED)
     console.print(f"{report.stored} stored, {report.duplicates} duplicate(s), "
                   f"{len(report.refused)} refused; {processed.processed} processed, "
-                  f"{failed} failed, {parked} parked", markup=False)
-    older = processed.failed + processed.parked - failed - parked
+                  f"{failed} failed, {parked} parked", markup=False, highlight=False)
+    older = (everywhere.get(STATE_FAILED, 0) + everywhere.get(STATE_PARKED, 0)
+             - failed - parked)
     if older > 0:
-        _error(f"note: {older} older message(s) failed too; see rootnotify status",
+        _error(f"note: {older} older message(s) failed or parked; see rootnotify status",
                prefix=False)
     if report.refused or failed or parked:
         raise typer.Exit(1)

@@ -237,3 +237,58 @@ def test_tick_in_the_future_is_refused_on_real_mail_and_dry_run_changes_nothing(
     forced = ok(cli(config, "tick", "--now", later, "--force"))
     assert "tick at 2099-01-01T09:00:00+00:00" in forced.stdout
     assert json.loads(ok(cli(config, "show", INCIDENT, "--json")).stdout) != show
+
+
+# --- point 11: ingest's exit status is about the files given; a terminal sees no log flood -
+
+def _on_a_terminal(config: Path, *args: str) -> tuple[int, str]:
+    """Run with stdout and stderr on a pseudo-terminal, as an operator's shell does."""
+    import os
+    import subprocess
+    import sys
+
+    main, side = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(config), *args],
+                            stdin=subprocess.DEVNULL, stdout=side, stderr=side)
+    os.close(side)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    return proc.wait(timeout=120), out.decode(errors="replace")
+
+
+def test_ingest_exits_on_the_files_given_and_keeps_a_terminal_readable(config, tmp_path):
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "acknowledgement.txt.j2").write_text("Subject: {{ no_such_variable }}\n\nx\n")
+    config.write_text(config.read_text().replace(
+        'ruleset = "2019-03"', 'ruleset = "2019-03"\ntemplates_dir = "templates"'))
+    old = _eml(tmp_path, "old.eml", make_mail(CA_CONTACT, "Security incident notification",
+                                              COMPLETE_FORM, headers=RECEIVED))
+    assert cli(config, "ingest", str(old)).returncode == 1  # an older message fails
+
+    box = mailbox.mbox(tmp_path / "strangers.mbox")
+    for n in range(30):
+        box.add(make_mail(f"stranger{n}@nowhere.test", f"hello {n}", "hi",
+                          message_id=f"<stranger-{n}@nowhere.test>"))
+    box.flush()
+    code, screen = _on_a_terminal(config, "ingest", str(tmp_path / "strangers.mbox"))
+    assert code == 0, screen  # the files given went well; the old failure is only noted
+    assert "30 stored, 0 duplicate(s), 0 refused; 30 processed, 0 failed, 0 parked" in screen
+    assert "note: 1 older message(s) failed or parked; see rootnotify status" in screen
+    assert "storing and processing" in screen  # one bar, over both halves
+    assert " INFO " not in screen and "quarantined" not in screen  # no line per message
+    assert "Traceback" not in screen
+
+    box = mailbox.mbox(tmp_path / "more.mbox")
+    box.add(make_mail("stranger99@nowhere.test", "hello", "hi", message_id="<s-99@nowhere.test>"))
+    box.flush()
+    code, screen = _on_a_terminal(config, "-v", "ingest", str(tmp_path / "more.mbox"))
+    assert code == 0 and " INFO rootnotify.decide: message 32 " in screen  # -v: every line
