@@ -149,3 +149,22 @@ def test_the_units_exec_lines_run_against_the_documented_config_in_a_read_only_e
             proc.kill()
     assert (state / "rootnotify.db").is_file()
     assert "Traceback" not in err.text
+
+
+# --- point 13: the README's template reference is the templates' own --------------------
+
+def test_the_readme_lists_every_template_with_exactly_its_variables():
+    import re
+
+    import jinja2.meta
+
+    from bot.outbox.render import Renderer, packaged_templates_dir
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    listed = {m.group(1): {v for v in re.findall(r"`([a-z_]+)`", m.group(2))}
+              for m in re.finditer(r"^\| `([a-z-]+\.txt\.j2)` \| [^|]+ \| (.*) \|$", readme,
+                                   re.MULTILINE)}
+    env = Renderer(None).env
+    actual = {p.name: jinja2.meta.find_undeclared_variables(env.parse(p.read_text()))
+              for p in sorted(packaged_templates_dir().glob("*.j2"))}
+    assert listed == actual

@@ -287,8 +287,14 @@ def test_log_json_gives_one_line_per_mail_and_per_state_change(tmp_path):
     assert "rootnotify.intake.files" in loggers  # the mail in
     decided = [e for e in lines if e["logger"] == "rootnotify.decide"]
     assert FIRST_ID in decided[0]["message"] and INCIDENT in decided[0]["message"]
+    # The fields the README promises, on the decision line and on each mail's lines.
+    assert (decided[0]["incident"], decided[0]["inbound"], decided[0]["message_id"]) \
+        == (INCIDENT, 1, FIRST_ID)
     queued = [e for e in lines if e["message"].startswith("queued acknowledgement")]
     assert len(queued) == 1  # one line per mail out
+    assert queued[0]["incident"] == INCIDENT and queued[0]["outbound"] == 1
+    assert queued[0]["message_id"].startswith("<") and queued[0]["message_id"] \
+        in queued[0]["message"]
     opened = [e for e in lines if e.get("event") == "incident-opened"]
     assert len(opened) == 1
     assert opened[0]["incident"] == INCIDENT and opened[0]["inbound"] == 1
@@ -298,6 +304,10 @@ def test_log_json_gives_one_line_per_mail_and_per_state_change(tmp_path):
     sent = [e for e in map(json.loads, filter(str.strip, delivered.stderr.splitlines()))
             if e.get("event") == "mail-sent:acknowledgement"]
     assert len(sent) == 1 and sent[0]["incident"] == INCIDENT and sent[0]["outbound"]
+    line = next(e for e in map(json.loads, filter(str.strip, delivered.stderr.splitlines()))
+                if e["message"].startswith("sent acknowledgement"))
+    assert (line["incident"], line["outbound"], line["message_id"]) \
+        == (INCIDENT, 1, queued[0]["message_id"])
 
 
 def test_check_config_tries_the_imap_login_when_imap_is_enabled(tmp_path, monkeypatch):
