@@ -32,6 +32,8 @@ from bot.context import Context
 from bot.errors import ConfigError, OperatorError
 from storage.migrate import SchemaTooNew
 
+# Rows of `incidents` on a terminal unless --limit says otherwise.
+PAGE_ROWS = 50
 # `tick --now` this far ahead of the clock is still "now" (clocks of two hosts drift).
 FUTURE_TOLERANCE = timedelta(minutes=5)
 # Below this many messages, ingest is over before a bar would say anything.
@@ -202,12 +204,25 @@ def incidents(
                                           "deadline")] = False,
     ca: Annotated[str | None, typer.Option("--ca", metavar="NAME", help="Only this CA's "
                                            "incidents (its configured name, any case)")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", metavar="N", min=1,
+                                              help=f"At most N rows (a table on a terminal: "
+                                              f"{PAGE_ROWS})")] = None,
+    offset: Annotated[int, typer.Option("--offset", metavar="N", min=0,
+                                        help="Skip the first N rows")] = 0,
 ) -> None:
-    """List incidents: CA, category, status, 24-hour verdict, next deadline, overdue count."""
+    """List incidents: CA, category, status, 24-hour verdict, next deadline, overdue count.
+
+    Example: rootnotify incidents --open --ca "Example CA"
+    """
     from bot.textviews import incidents_table
     from bot.views import incidents_json
 
     ctx = _context()
+    if ca is not None and not any(c.name.casefold() == ca.strip().casefold()
+                                  for c in ctx.config.cas):
+        _error(f"--ca: {ca!r} is not a configured CA (the [[ca]] names: "
+               f"{', '.join(c.name for c in ctx.config.cas) or 'none'})")
+        raise typer.Exit(2)
     with ctx.db.read() as session:
         rows = incidents_json(session, ctx.clock.now())
     if only_open:
@@ -216,15 +231,56 @@ def incidents(
         rows = [r for r in rows if r["overdue"]]
     if ca is not None:
         rows = [r for r in rows if r["ca"].casefold() == ca.strip().casefold()]
+    matching = len(rows)
+    if limit is None and not as_json and console.is_terminal:
+        limit = PAGE_ROWS  # a screen, not a scroll of thousands
+    rows = rows[offset:offset + limit if limit is not None else None]
     if as_json:
         _print_json(rows)
         return
     if not rows:
-        console.print("no incidents" + (" match" if only_open or overdue or ca else ""),
-                      markup=False)
+        console.print("no incidents" + (" match" if only_open or overdue or ca or offset
+                                        else ""), markup=False)
         return
     # Piped into grep or a mail, a table is read line by line: one incident a line.
     table_console().print(incidents_table(rows, ctx.config.bot.timezone))
+    if offset + len(rows) < matching:
+        console.print(f"rows {offset + 1}-{offset + len(rows)} of {matching}; next: "
+                      f"--offset {offset + len(rows)}", markup=False, highlight=False)
+
+
+@app.command("sample-form")
+def sample_form(ca: Annotated[str | None, typer.Option("--ca", metavar="NAME",
+                                                     help="The CA named in the form (default: "
+                                                     "the first [[ca]])")] = None) -> None:
+    """Print a filled notification form dated now (incident 20 h ago, found 2 h ago), to try
+    the bot: it is on time today, whenever today is.
+
+    Example: rootnotify sample-form | swaks --server 127.0.0.1:8025 --from
+    incidents@exampleca.test --to rootnotify@program.test --body -
+    """
+    config = _config()
+    name = ca or (config.cas[0].name if config.cas else "Example CA")
+    now = SystemClock().now().replace(second=0, microsecond=0)
+    sys.stdout.write(SAMPLE_FORM.format(
+        ca=name, incident=iso(now - SAMPLE_INCIDENT_AGE), found=iso(now - SAMPLE_FOUND_AGE)))
+
+
+# The sample's times, before now: well inside the 24-hour window (R1).
+SAMPLE_INCIDENT_AGE = timedelta(hours=20)
+SAMPLE_FOUND_AGE = timedelta(hours=2)
+SAMPLE_FORM = """\
+CA name: {ca}
+Incident type: mis-issuance
+When did the incident occur: {incident}
+Who detected the incident: an external researcher
+When the CA discovered the incident: {found}
+Where the incident occurred: Example Issuing CA 2
+Which roots (and end-entity certificates, if requested) were affected: Example Root R1
+Which sub-CAs were affected: Example Issuing CA 2
+What the CA believes the underlying cause is: a skipped CAA check
+Remedial measures taken or planned: fixed; revoking 12 certificates
+"""
 
 
 def _incident_data(ctx: Context, incident_id: str) -> dict[str, Any]:
@@ -361,7 +417,7 @@ def main() -> None:
     # SIGTERM before a command takes it over ends it as Ctrl-C does, quietly.
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        app()  # click turns usage errors and exits into their status itself
+        app(prog_name="rootnotify")  # click turns usage errors and exits into their status itself
     except (ConfigError, SchemaTooNew) as exc:
         error(str(exc))
         sys.exit(2)

@@ -23,7 +23,8 @@ from bot.context import Context, make_context
 from bot.errors import OperatorError
 from bot.logs import setup_logging
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_enable=False,
                   help="rootnotify: the bot behind a root program's security-incident mailbox."
                   "\n\nExamples:\n\n  rootnotify --config /etc/rootnotify/config.toml serve"
                   "\n\n  rootnotify incidents --open\n\n  rootnotify show INC-2026-0001"

@@ -292,3 +292,46 @@ def test_ingest_exits_on_the_files_given_and_keeps_a_terminal_readable(config, t
     box.flush()
     code, screen = _on_a_terminal(config, "-v", "ingest", str(tmp_path / "more.mbox"))
     assert code == 0 and " INFO rootnotify.decide: message 32 " in screen  # -v: every line
+
+
+# --- point 14: the smaller things an operator meets on day one ----------------------------
+
+def test_help_has_examples_and_no_type_noise_on_flags(config):
+    top = ok(cli(config, "--help")).stdout
+    assert top.startswith("Usage: rootnotify [OPTIONS] COMMAND")
+    assert "Examples:" in top and "Exit status: 0 done" in top
+    for command in ("incidents", "ingest", "tick", "reprocess", "drop", "message"):
+        text = ok(cli(config, command, "--help")).stdout
+        assert "<bool>" not in text and "Example" in text, (command, text)
+
+
+def test_incidents_pages_and_refuses_an_unknown_ca(config, tmp_path):
+    for n in (1, 2, 3):
+        ok(cli(config, "ingest", str(_eml(tmp_path, f"f{n}.eml", make_mail(
+            CA_CONTACT, f"Security incident notification {n}", COMPLETE_FORM,
+            message_id=f"<form-{n}@exampleca.test>", headers=RECEIVED)))))
+    page = ok(cli(config, "incidents", "--limit", "2", "--offset", "1")).stdout
+    assert "INC-2026-0001" not in page
+    assert "INC-2026-0002" in page and "INC-2026-0003" in page
+    assert "next:" not in page  # the last page
+    first = ok(cli(config, "incidents", "--limit", "1")).stdout
+    assert first.splitlines()[-1] == "rows 1-1 of 3; next: --offset 1"
+    assert [r["id"] for r in json.loads(ok(cli(config, "incidents", "--json", "--limit", "1",
+                                                "--offset", "2")).stdout)] == ["INC-2026-0003"]
+    assert fails_with(cli(config, "incidents", "--ca", "Nope"), 2) == (
+        "rootnotify: --ca: 'Nope' is not a configured CA (the [[ca]] names: Example CA, "
+        "Other CA)")
+
+
+def test_the_sample_form_is_on_time_whenever_it_is_sent(config, tmp_path):
+    from datetime import UTC, datetime
+
+    form = ok(cli(config, "sample-form")).stdout
+    assert form.startswith("CA name: Example CA\n")
+    sent = _eml(tmp_path, "sample.eml", make_mail(CA_CONTACT, "Security incident notification",
+                                                  form, date=datetime.now(UTC)))
+    ok(cli(config, "ingest", str(sent)))
+    (row,) = json.loads(ok(cli(config, "incidents", "--json")).stdout)
+    assert row["notified_on_time"] is True
+    shown = json.loads(ok(cli(config, "show", row["id"], "--json")).stdout)
+    assert shown["missing_fields"] == []
