@@ -335,3 +335,29 @@ def test_the_sample_form_is_on_time_whenever_it_is_sent(config, tmp_path):
     assert row["notified_on_time"] is True
     shown = json.loads(ok(cli(config, "show", row["id"], "--json")).stdout)
     assert shown["missing_fields"] == []
+
+
+def test_the_acknowledgement_and_the_staff_alert_say_what_comes_next(config, tmp_path):
+    _notified(config, tmp_path)
+    ok(cli(config, "tick"))
+    import email
+    import email.policy
+
+    mails = {}
+    for path in (tmp_path / "var/outbox/new").iterdir():
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        mails[msg["To"]] = (str(msg["Subject"]),
+                            msg.get_body(("plain",)).get_content().replace("\r\n", "\n"))
+    subject, body = mails[CA_CONTACT]
+    assert subject == f"[{INCIDENT}] Notification received (mis-issuance)"  # the id once
+    assert ("When did the incident occur:\n"
+            "    2026-11-25 14:05 UTC   (as written: 2026-11-25T14:05:00Z)\n") in body
+    assert ("When the CA discovered the incident:\n"
+            "    2026-11-26 09:30 UTC   (as written: 2026-11-26T09:30:00Z)\n") in body
+    assert "What happens next\n-----------------\n" in body
+    subject, body = mails["alice@program.test"]
+    assert subject == f"[{INCIDENT}] New incident {INCIDENT} from Example CA: mis-issuance"
+    assert f"Reply in the incident's thread ([{INCIDENT}] in the subject)" in body
+    for command in ("/request certificate-list [due DATE]", "/request final-report due DATE",
+                    "/notice revoke-root ROOT [on DATE]", "/close   /reopen   /status"):
+        assert f"\n  {command}" in body
