@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import sqlalchemy.exc
 import typer
+from rich.console import Console
 
 from bot.clibase import (
     app,
@@ -307,7 +308,9 @@ def show(incident_id: Annotated[str, typer.Argument(metavar="ID")],
     if as_json:
         _print_json(data)
         return
-    print_incident(console, data, ctx.config.bot.timezone)
+    # Piped or redirected, lines are not wrapped: they are grepped and pasted.
+    out = console if console.is_terminal else Console(soft_wrap=True, highlight=False)
+    print_incident(out, data, ctx.config.bot.timezone)
 
 
 @app.command()

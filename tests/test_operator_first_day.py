@@ -361,3 +361,11 @@ def test_the_acknowledgement_and_the_staff_alert_say_what_comes_next(config, tmp
     for command in ("/request certificate-list [due DATE]", "/request final-report due DATE",
                     "/notice revoke-root ROOT [on DATE]", "/close   /reopen   /status"):
         assert f"\n  {command}" in body
+
+
+def test_show_in_utc_gives_each_time_once(config, tmp_path):
+    _notified(config, tmp_path)
+    out = ok(cli(config, "show", INCIDENT)).stdout
+    assert "\nTimeline (UTC)\n" in out
+    opened = next(line for line in out.splitlines() if "incident-opened" in line)
+    assert opened == "  2026-11-26 13:00 UTC  incident-opened [R1]"

@@ -127,7 +127,10 @@ def test_incidents_table_is_readable(scenario):
     assert INCIDENT in out and "Example CA" in out and "met" in out
     assert "Europe/Berlin" in out  # the table says which zone its times are in
     assert "no incidents match" in rootnotify(scenario.config, "incidents", "--ca",
-                                              "Nobody").stdout
+                                              "Other CA").stdout
+    # A CA that is not configured is a mistake, not an empty list.
+    assert rootnotify(scenario.config, "incidents", "--ca", "Nobody", check=False).returncode \
+        == 2
 
 
 def test_show_json_has_every_contract_field_with_its_type(scenario):
@@ -185,12 +188,16 @@ def test_show_text_has_history_deadlines_checklist_and_timeline_in_both_zones(sc
     for heading in ("Form", "Deadlines", "Notices and proposals", "Certificates",
                     "Final-report checklist", "Timeline", "Messages"):
         assert f"\n{heading}" in out, heading
-    assert "remediation: Fixed the check; revoked all 12 | <b>now</b>" in out
+    # The form's own labels, not the internal keys.
+    assert "  Remedial measures taken or planned: Fixed the check; revoked all 12 | <b>now</b>" \
+        in out
+    assert "remediation:" not in out
     assert "earlier (2026-11-26 13:00 UTC, mail #1): Fixed the check; revoking 12" in out
     # 13:00 UTC is 14:00 in Berlin in November.
     assert "2026-11-26 13:00 UTC  2026-11-26 14:00:00 CET  incident-opened [R1]" in out
     assert f"cause: mail #1 {FIRST_ID}, S/MIME unsigned" in out
-    assert "✗ log_files" in out  # the final-report checklist, nothing received yet
+    # The final-report checklist, nothing received yet: numbered, with the items' titles.
+    assert "  ✗ missing   9. Log files\n" in out
     assert rootnotify(scenario.config, "show", "INC-2026-0099", check=False).returncode == 1
 
 
