@@ -369,3 +369,14 @@ def test_show_in_utc_gives_each_time_once(config, tmp_path):
     assert "\nTimeline (UTC)\n" in out
     opened = next(line for line in out.splitlines() if "incident-opened" in line)
     assert opened == "  2026-11-26 13:00 UTC  incident-opened [R1]"
+
+
+def test_the_dossier_says_durations_as_everything_else_does(config, tmp_path):
+    late_form = COMPLETE_FORM.replace("2026-11-25T14:05:00Z", "2026-11-18T14:05:00Z")
+    ok(cli(config, "ingest", str(_eml(tmp_path, "late.eml", make_mail(
+        CA_CONTACT, "Security incident notification", late_form, headers=RECEIVED)))))
+    dossier = ok(cli(config, "export", INCIDENT)).stdout
+    # Received 26 Nov 13:00, due 19 Nov 14:05: 6 d 22 h 55 min late, said as format_span does.
+    assert "(late by 6 d 22 h)" in dossier, dossier
+    assert " h 55 min" not in dossier.split("## Notification form")[0]
+    assert "&lt;" not in dossier and "&gt;" not in dossier
