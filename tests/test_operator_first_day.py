@@ -215,6 +215,9 @@ def test_quarantine_table_release_into_an_incident_and_drop(config, tmp_path):
 def test_tick_in_the_future_is_refused_on_real_mail_and_dry_run_changes_nothing(config,
                                                                                 tmp_path):
     _notified(config, tmp_path)  # 2026-11-26: an acknowledgement and an alert wait in the outbox
+    ok(cli(config, "ingest", str(_eml(tmp_path, "cmd.eml", make_mail(
+        "alice@program.test", f"Re: [{INCIDENT}] Notification received",
+        "/request certificate-list due 2026-12-05", headers=RECEIVED)))))
     show = json.loads(ok(cli(config, "show", INCIDENT, "--json")).stdout)
     later = "2099-01-01T09:00:00Z"  # past the digest hour (8)
 
@@ -228,11 +231,16 @@ def test_tick_in_the_future_is_refused_on_real_mail_and_dry_run_changes_nothing(
     assert lines[0].startswith("dry run at 2099-01-01T09:00:00+00:00: 0 message(s) would be "
                                "processed; ")
     assert lines[0].endswith("nothing was changed")
-    assert lines[1:] == ["  alert to alice@program.test: Daily digest 2099-01-01: 0 overdue, "
-                         "0 due within a week"]
+    # By then the list requested for 5 December is long overdue: the CA is reminded,
+    # staff are told, and the day's digest says so.
+    assert "  alert to alice@program.test: Daily digest 2099-01-01: 1 overdue, 0 due within a " \
+           "week" in lines[1:], dry.stdout
+    assert any(line.startswith("  reminder to incidents@exampleca.test,security@exampleca.test: "
+                               f"[{INCIDENT}] Overdue") for line in lines[1:]), dry.stdout
     assert "timeline" not in dry.stderr  # the copy's events are not logged as real
     assert json.loads(ok(cli(config, "show", INCIDENT, "--json")).stdout) == show
     assert not (tmp_path / "var/outbox").exists()  # nothing delivered either
+    assert ok(cli(config, "tick", "--now", later, "--dry-run")).stdout == dry.stdout
 
     forced = ok(cli(config, "tick", "--now", later, "--force"))
     assert "tick at 2099-01-01T09:00:00+00:00" in forced.stdout
@@ -380,3 +388,13 @@ def test_the_dossier_says_durations_as_everything_else_does(config, tmp_path):
     assert "(late by 6 d 22 h)" in dossier, dossier
     assert " h 55 min" not in dossier.split("## Notification form")[0]
     assert "&lt;" not in dossier and "&gt;" not in dossier
+
+
+def test_a_first_start_mails_no_empty_digest(config, tmp_path):
+    from datetime import UTC, datetime
+
+    at_nine = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+    out = ok(cli(config, "tick", "--now", at_nine.isoformat()))  # an empty database
+    assert "0 sent" in out.stdout
+    assert "nothing to report, not sent" in out.stderr
+    assert not [p for p in (tmp_path / "var").rglob("outbox/*/*")]  # no mail at all
