@@ -80,3 +80,19 @@ def test_a_port_in_use_is_one_line_before_any_child_starts(config, tmp_path):
     assert line == (f"rootnotify: [smtp] 127.0.0.1:{port} is already in use "
                     "(is another rootnotify serve running?)")
     assert "process started" not in result.stderr  # no second worker on the live database
+
+
+def test_serve_and_its_children_are_named_in_ps(config):
+    proc, err = _serve(config)
+    try:
+        err.wait_for("SMTP listening")
+        pids = {role: int(pid) for role, pid in CHILD.findall(err.text)}
+        titles = {role: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+                  for role, pid in [("serve", proc.pid), *pids.items()]}
+        assert titles == {"serve": "rootnotify serve", "worker": "rootnotify worker",
+                          "sender": "rootnotify sender"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=WAIT_SECONDS * 3) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
