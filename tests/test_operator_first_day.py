@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from storage.migrate import HEAD
 from tests.harness import CA_CONTACT, COMPLETE_FORM, free_port, make_mail, write_config
 from tests.operator import cli, fails_with, ok, read_only
 
@@ -398,3 +399,11 @@ def test_a_first_start_mails_no_empty_digest(config, tmp_path):
     assert "0 sent" in out.stdout
     assert "nothing to report, not sent" in out.stderr
     assert not [p for p in (tmp_path / "var").rglob("outbox/*/*")]  # no mail at all
+
+
+def test_a_start_on_a_new_database_says_one_line_about_the_schema(config):
+    result = ok(cli(config, "incidents"))
+    assert "alembic" not in result.stderr
+    assert [line.split(" INFO ", 1)[1] for line in result.stderr.splitlines()] == [
+        "rootnotify.storage: upgrading the database schema from revision (empty) to "
+        f"{HEAD}"]
