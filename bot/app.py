@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 
 from bot.analysispool import AnalysisPool
@@ -42,10 +43,13 @@ class Service:
     def __init__(self, config: Config, clock: Clock | None = None,
                  transport: Transport | None = None, db: Database | None = None,
                  role: str = "all", on_stored: Callable[[], None] | None = None,
-                 on_queued: Callable[[], None] | None = None) -> None:
+                 on_queued: Callable[[], None] | None = None,
+                 smtp_socket: socket.socket | None = None) -> None:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
         self.role = role
+        # The listener's address, bound beforehand by `serve` (bot.intake.smtp.reserve_port).
+        self._smtp_socket = smtp_socket
         # Who is told that a message was stored: our own pipeline, or (in the
         # intake process) the worker process. Called from any thread.
         self._on_stored = on_stored
@@ -109,6 +113,7 @@ class Service:
 
     async def _start_intake(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.config.imap.enabled:
+            self.config.imap.require_password()
             # Wrong IMAP credentials stop `serve` here, before it listens.
             from bot.intake.imap import check_at_start
 
@@ -117,7 +122,8 @@ class Service:
         if self.config.smtp.enabled:
             handler = IntakeHandler(self.config, self.writer, self.clock,
                                     on_stored=self.stored_wake())
-            self.server = await start_smtp_server(self.config, handler, loop)
+            self.server = await start_smtp_server(self.config, handler, loop,
+                                                  sock=self._smtp_socket)
         if self.config.imap.enabled:
             self._start_imap()
 

@@ -3,133 +3,145 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import sqlalchemy.exc
 import typer
 from rich.console import Console
 
+from bot.clibase import (
+    app,
+    console,
+    err,
+    error,
+    load,
+    print_json,
+    state,
+    table_console,
+    writable_data_dir,
+)
+from bot.clibase import context as _context
 from bot.clock import Clock, FixedClock, SystemClock, iso, parse_iso
-from bot.config import Config, config_path, load_config
-from bot.context import Context, make_context
-from bot.errors import ConfigError
-from bot.logs import setup_logging
-from storage.db import SchemaTooNew, open_database
-from storage.migrate import head as schema_head
+from bot.context import Context
+from bot.errors import ConfigError, OperatorError
+from storage.migrate import SchemaTooNew
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="rootnotify: the bot behind a root program's security-incident mailbox.")
-console = Console()
-# Width of tables written to a pipe or file, where no terminal says how wide to be.
-PIPED_TABLE_WIDTH = 160
-err = Console(stderr=True)
+# Rows of `incidents` on a terminal unless --limit says otherwise.
+PAGE_ROWS = 50
+# `tick --now` this far ahead of the clock is still "now" (clocks of two hosts drift).
+FUTURE_TOLERANCE = timedelta(minutes=5)
+# Below this many messages, ingest is over before a bar would say anything.
+PROGRESS_FROM = 20
 
-
-class State:
-    config_option: str | None = None
-    log_json: bool = False
-    log_level: int = logging.INFO
-
-
-state = State()
-
-
-@app.callback()
-def main_options(
-    config: Annotated[str | None, typer.Option("--config", help="Path of the TOML configuration "
-                                               "(else $ROOTNOTIFY_CONFIG, else ./config.toml)")]
-    = None,
-    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail")] = False,
-) -> None:
-    state.config_option = config
-    state.log_json = log_json
-    state.log_level = logging.DEBUG if verbose else logging.INFO
-    setup_logging(json_lines=log_json, level=state.log_level)
-
-
-def _config() -> Config:
-    try:
-        return load_config(config_path(state.config_option))
-    except ConfigError as exc:
-        _error(f"{exc}")
-        raise typer.Exit(2) from None
-
-
-def _context(clock: Clock | None = None) -> Context:
-    config = _config()
-    try:
-        db = open_database(config.storage_url)
-    except SchemaTooNew as exc:
-        _error(f"{exc}")
-        raise typer.Exit(2) from None
-    try:
-        return make_context(config, db, clock or SystemClock())
-    except ConfigError as exc:
-        _error(f"{exc}")
-        raise typer.Exit(2) from None
-
-
-def _error(text: str, prefix: bool = True) -> None:
-    """One plain line on stderr (no wrapping: scripts and people grep these)."""
-    sys.stderr.write(f"{'rootnotify: ' if prefix else ''}{text}\n")
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+_error = error
+_print_json = print_json
+_config = load
 
 
 @app.command()
 def serve() -> None:
-    """Run the SMTP listener, IMAP poller, scheduler and outbox sender until SIGTERM."""
+    """Run the SMTP listener, IMAP poller, scheduler and outbox sender until SIGTERM or Ctrl-C.
+
+    Stops at any moment, start-up included: what is in flight is finished, and the exit
+    status is 0.
+    """
     from bot.supervisor import serve as run
 
-    config = _config()
-    _context().db.dispose()  # checks the database and the certificates before listening
     try:
+        config = _config()
+        if config.imap.enabled:
+            config.imap.require_password()
+        writable_data_dir(config)
+        _context().db.dispose()  # checks the database and the certificates before listening
         code = asyncio.run(run(config, log_json=state.log_json, log_level=state.log_level))
-    except ConfigError as exc:  # e.g. the IMAP server refused the configured login
-        _error(f"{exc}")
-        raise typer.Exit(2) from None
+    except KeyboardInterrupt:  # SIGINT or SIGTERM before the supervisor took them over
+        err.print("rootnotify: stopped during start-up", markup=False, highlight=False)
+        code = 0
     raise typer.Exit(code)
 
 
 @app.command()
-def ingest(paths: Annotated[list[Path], typer.Argument(help=".eml files, mbox files, maildirs")]
-           ) -> None:
-    """Store messages from files as if they had arrived by SMTP, then process them."""
-    from rich.progress import Progress
+def ingest(paths: Annotated[list[Path], typer.Argument(help=".eml files, mbox files, maildirs",
+                                                       show_default=False)],
+           quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no "
+                                               "log lines; only refusals and the summary")]
+           = False) -> None:
+    """Store messages from files as if they had arrived by SMTP, then process them.
 
+    Only mail is taken: a folder must be a maildir (it is not walked), a file an mbox or
+    one mail. Exit 1 when a file given was refused or one of its messages failed.
+
+    Example: rootnotify ingest old-mail.mbox Maildir/ notification.eml
+    """
     from bot.intake.files import count_messages
     from bot.intake.files import ingest as run_ingest
     from bot.pipeline import process_pending
+    from storage import queries
+    from storage.models import STATE_FAILED, STATE_PARKED
 
+    if quiet or (err.is_terminal and not state.verbose):
+        # On a terminal, one line per message drowns the bar and the refusals.
+        logging.getLogger().setLevel(logging.WARNING)
     ctx = _context()
     total = count_messages([p for p in paths if p.exists()])
-    if total > 20 and console.is_terminal:
-        with Progress(console=err) as progress:
-            task = progress.add_task("ingesting", total=total)
-            report = run_ingest(ctx.db, ctx.clock, paths, ctx.config.smtp.max_message_size,
-                                progress=lambda: progress.advance(task))
-    else:
-        report = run_ingest(ctx.db, ctx.clock, paths, ctx.config.smtp.max_message_size)
-    processed = process_pending(ctx)
+    with _progress(total, quiet) as advance:
+        report = run_ingest(ctx.db, ctx.clock, paths, ctx.config.smtp.max_message_size,
+                            progress=lambda: advance(1))
+        processed = process_pending(ctx, on_done=advance)
     for where, why in report.refused:
         _error(f"refused {where}: {why}", prefix=False)
+    with ctx.db.read() as session:
+        ours = queries.message_states(session, report.ids)
+        everywhere = queries.message_state_counts(session)
+    failed = sum(1 for s in ours.values() if s == STATE_FAILED)
+    parked = sum(1 for s in ours.values() if s == STATE_PARKED)
     console.print(f"{report.stored} stored, {report.duplicates} duplicate(s), "
                   f"{len(report.refused)} refused; {processed.processed} processed, "
-                  f"{processed.failed} failed, {processed.parked} parked", markup=False)
-    if report.refused or processed.failed or processed.parked:
+                  f"{failed} failed, {parked} parked", markup=False, highlight=False)
+    older = (everywhere.get(STATE_FAILED, 0) + everywhere.get(STATE_PARKED, 0)
+             - failed - parked)
+    if older > 0:
+        _error(f"note: {older} older message(s) failed or parked; see rootnotify status",
+               prefix=False)
+    if report.refused or failed or parked:
         raise typer.Exit(1)
 
 
+@contextlib.contextmanager
+def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """One bar over storing and processing (each message twice), on a terminal only."""
+    if quiet or total <= PROGRESS_FROM or not err.is_terminal:
+        yield lambda _n: None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("storing and processing", total=2 * total)
+        yield lambda n: progress.advance(task, n)
+
+
 @app.command()
-def tick(now: Annotated[str | None, typer.Option("--now", help="ISO 8601 time with Z or offset")]
-         = None) -> None:
-    """Run the pipeline, the scheduler and the outbox once (at --now, if given)."""
+def tick(now: Annotated[str | None, typer.Option("--now", metavar="ISO8601",
+                                                 help="ISO 8601 time with Z or offset")] = None,
+         dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be sent; "
+                                               "change nothing")] = False,
+         force: Annotated[bool, typer.Option("--force", help="allow --now ahead of the clock "
+                                             "on a database with mail")] = False) -> None:
+    """Run the pipeline, the scheduler and the outbox once (at --now, if given).
+
+    A --now ahead of the clock writes future-dated events into the incidents' timelines:
+    on a database with mail it is refused unless --force; --dry-run shows what it would
+    send without changing anything.
+
+    Examples: rootnotify tick;  rootnotify tick --now 2026-12-06T09:00Z --dry-run
+    """
     from bot.outbox.sender import deliver_due, transport_for
     from bot.pipeline import process_pending
     from bot.scheduler import run_scheduler
@@ -139,7 +151,30 @@ def tick(now: Annotated[str | None, typer.Option("--now", help="ISO 8601 time wi
     except ValueError as exc:
         _error(f"--now: {exc}")
         raise typer.Exit(2) from None
+    if dry_run:
+        from bot.dryrun import preview_tick
+
+        # Its log lines would tell of events on the copy as if they had happened.
+        logging.getLogger().setLevel(logging.WARNING)
+        processed, mails = preview_tick(_config(), clock)
+        sys.stdout.write(f"dry run at {iso(clock.now())}: {processed} message(s) would be "
+                         f"processed; {len(mails)} mail(s) would be sent; nothing was "
+                         "changed\n")
+        for mail in mails:  # one a line, unwrapped: grep-able
+            sys.stdout.write(f"  {mail.kind} to {mail.to}: {mail.subject}\n")
+        return
     ctx = _context(clock)
+    ahead = clock.now() - SystemClock().now()
+    if ahead > FUTURE_TOLERANCE and not force:
+        from storage import queries
+
+        with ctx.db.read() as session:
+            has_mail = bool(queries.message_state_counts(session))
+        if has_mail:
+            raise OperatorError(
+                f"--now {iso(clock.now())} is {_duration(ahead)} ahead of the clock: on a "
+                "database with mail that writes future-dated events into the timelines "
+                "(and the dossiers); see what it would do with --dry-run, or give --force")
     pipeline = process_pending(ctx)
     scheduled = run_scheduler(ctx)
     delivered = deliver_due(ctx, transport_for(ctx.config))
@@ -154,6 +189,14 @@ def tick(now: Annotated[str | None, typer.Option("--now", help="ISO 8601 time wi
         raise typer.Exit(1)
 
 
+def _duration(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    return " ".join(f"{n} {unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "min"))
+                    if n) or "less than a minute"
+
+
 @app.command()
 def incidents(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
@@ -162,12 +205,25 @@ def incidents(
                                           "deadline")] = False,
     ca: Annotated[str | None, typer.Option("--ca", metavar="NAME", help="Only this CA's "
                                            "incidents (its configured name, any case)")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", metavar="N", min=1,
+                                              help=f"At most N rows (a table on a terminal: "
+                                              f"{PAGE_ROWS})")] = None,
+    offset: Annotated[int, typer.Option("--offset", metavar="N", min=0,
+                                        help="Skip the first N rows")] = 0,
 ) -> None:
-    """List incidents: CA, category, status, 24-hour verdict, next deadline, overdue count."""
+    """List incidents: CA, category, status, 24-hour verdict, next deadline, overdue count.
+
+    Example: rootnotify incidents --open --ca "Example CA"
+    """
     from bot.textviews import incidents_table
     from bot.views import incidents_json
 
     ctx = _context()
+    if ca is not None and not any(c.name.casefold() == ca.strip().casefold()
+                                  for c in ctx.config.cas):
+        _error(f"--ca: {ca!r} is not a configured CA (the [[ca]] names: "
+               f"{', '.join(c.name for c in ctx.config.cas) or 'none'})")
+        raise typer.Exit(2)
     with ctx.db.read() as session:
         rows = incidents_json(session, ctx.clock.now())
     if only_open:
@@ -176,16 +232,56 @@ def incidents(
         rows = [r for r in rows if r["overdue"]]
     if ca is not None:
         rows = [r for r in rows if r["ca"].casefold() == ca.strip().casefold()]
+    matching = len(rows)
+    if limit is None and not as_json and console.is_terminal:
+        limit = PAGE_ROWS  # a screen, not a scroll of thousands
+    rows = rows[offset:offset + limit if limit is not None else None]
     if as_json:
         _print_json(rows)
         return
     if not rows:
-        console.print("no incidents" + (" match" if only_open or overdue or ca else ""),
-                      markup=False)
+        console.print("no incidents" + (" match" if only_open or overdue or ca or offset
+                                        else ""), markup=False)
         return
     # Piped into grep or a mail, a table is read line by line: one incident a line.
-    wide = console if console.is_terminal else Console(width=PIPED_TABLE_WIDTH)
-    wide.print(incidents_table(rows, ctx.config.bot.timezone))
+    table_console().print(incidents_table(rows, ctx.config.bot.timezone))
+    if offset + len(rows) < matching:
+        console.print(f"rows {offset + 1}-{offset + len(rows)} of {matching}; next: "
+                      f"--offset {offset + len(rows)}", markup=False, highlight=False)
+
+
+@app.command("sample-form")
+def sample_form(ca: Annotated[str | None, typer.Option("--ca", metavar="NAME",
+                                                     help="The CA named in the form (default: "
+                                                     "the first [[ca]])")] = None) -> None:
+    """Print a filled notification form dated now (incident 20 h ago, found 2 h ago), to try
+    the bot: it is on time today, whenever today is.
+
+    Example: rootnotify sample-form | swaks --server 127.0.0.1:8025 --from
+    incidents@exampleca.test --to rootnotify@program.test --body -
+    """
+    config = _config()
+    name = ca or (config.cas[0].name if config.cas else "Example CA")
+    now = SystemClock().now().replace(second=0, microsecond=0)
+    sys.stdout.write(SAMPLE_FORM.format(
+        ca=name, incident=iso(now - SAMPLE_INCIDENT_AGE), found=iso(now - SAMPLE_FOUND_AGE)))
+
+
+# The sample's times, before now: well inside the 24-hour window (R1).
+SAMPLE_INCIDENT_AGE = timedelta(hours=20)
+SAMPLE_FOUND_AGE = timedelta(hours=2)
+SAMPLE_FORM = """\
+CA name: {ca}
+Incident type: mis-issuance
+When did the incident occur: {incident}
+Who detected the incident: an external researcher
+When the CA discovered the incident: {found}
+Where the incident occurred: Example Issuing CA 2
+Which roots (and end-entity certificates, if requested) were affected: Example Root R1
+Which sub-CAs were affected: Example Issuing CA 2
+What the CA believes the underlying cause is: a skipped CAA check
+Remedial measures taken or planned: fixed; revoking 12 certificates
+"""
 
 
 def _incident_data(ctx: Context, incident_id: str) -> dict[str, Any]:
@@ -212,7 +308,9 @@ def show(incident_id: Annotated[str, typer.Argument(metavar="ID")],
     if as_json:
         _print_json(data)
         return
-    print_incident(console, data, ctx.config.bot.timezone)
+    # Piped or redirected, lines are not wrapped: they are grepped and pasted.
+    out = console if console.is_terminal else Console(soft_wrap=True, highlight=False)
+    print_incident(out, data, ctx.config.bot.timezone)
 
 
 @app.command()
@@ -255,24 +353,6 @@ def export(
 
 
 @app.command()
-def reprocess(incoming_id: Annotated[int | None, typer.Argument(metavar="ID")] = None,
-              failed: Annotated[bool, typer.Option("--failed")] = False) -> None:
-    """Process a stored message again (by its number), or every failed and parked one."""
-    from bot.pipeline import process_pending, requeue
-
-    if incoming_id is None and not failed:
-        _error("give a message number or --failed")
-        raise typer.Exit(2)
-    ctx = _context()
-    count = requeue(ctx, incoming_id, failed_only=failed)
-    report = process_pending(ctx)
-    console.print(f"{count} message(s) requeued; {report.processed} processed, "
-                  f"{report.failed} failed, {report.parked} parked", markup=False)
-    if report.failed or report.parked:
-        raise typer.Exit(1)
-
-
-@app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
            = False) -> None:
     """Health of the queues and workers; exits 1 when something needs a person."""
@@ -289,40 +369,22 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for 
         raise typer.Exit(1)
 
 
-@app.command()
-def quarantine(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Mail from unknown senders, kept and never answered."""
-    from storage import queries
-
-    ctx = _context()
-    with ctx.db.read() as session:
-        rows = [{"id": m.id, "message_id": m.message_id, "from": m.from_address,
-                 "subject": m.subject, "received_at": iso(m.received_at), "reason": m.note}
-                for m in queries.quarantined(session)]
-    if as_json:
-        _print_json(rows)
-        return
-    for r in rows:
-        console.print(f"{r['id']:>6}  {r['received_at']}  {r['from']}  {r['subject']}",
-                      markup=False)
-
-
 @app.command("check-config")
 def check_config() -> None:
-    """Load the configuration, read every file it names, reach the relay and IMAP server.
+    """Load the configuration, read every file it names, look at the database, reach the relay
+    and IMAP; change nothing.
 
-    Exits 2 when the configuration itself does not load, 1 when something it
-    points at is wrong (a certificate, a key, the database, the relay, IMAP).
+    Lists every problem. Exits 2 when the configuration file itself is wrong (a key, a
+    value), 1 when something it points at is (a missing or unreadable file, a certificate,
+    the database, a login refused). A relay or IMAP server that cannot be reached now is a
+    warning (exit 0): their outage must not keep the listener down.
     """
     from bot.checkconfig import check_world
+    from bot.config import config_path as path_of_config
+    from bot.config import load_config_listing_missing
 
-    config = _config()
-    findings = check_world(config, SystemClock().now())
-    try:
-        open_database(config.storage_url).dispose()
-        findings.ok.append(f"database {config.storage_url} (schema revision {schema_head()})")
-    except Exception as exc:  # an unreachable or too-new database is a finding like any other
-        findings.problems.append(f"database {config.storage_url}: {exc}")
+    config, missing = load_config_listing_missing(path_of_config(state.config_option))
+    findings = check_world(config, SystemClock().now(), missing)
     console.print(f"configuration {config.path}: intake address {config.bot.address}, "
                   f"ruleset {config.bot.ruleset.name}, outgoing {config.outgoing.mode}, "
                   f"IMAP {'on' if config.imap.enabled else 'off'}", markup=False)
@@ -334,16 +396,55 @@ def check_config() -> None:
                   f"{config.staff.auth}", markup=False)
     for line in findings.ok:
         console.print(f"  ok: {line}", markup=False, highlight=False)
+    for line in findings.warnings:
+        _error(f"warning: {line}")
     for line in findings.problems:
         _error(line)
+    summary = f"{len(findings.problems)} problem(s), {len(findings.warnings)} warning(s)"
     if findings.problems:
-        console.print(f"{len(findings.problems)} problem(s)", markup=False)
+        console.print(summary, markup=False)
         raise typer.Exit(1)
-    console.print("configuration is valid", markup=False)
+    console.print(f"configuration is valid ({summary})", markup=False)
+
+
+# The commands about stored messages register themselves on `app`, after these.
+from bot import climessages  # noqa: E402,F401  # isort: skip
+
+
+def _stop_on_sigterm(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> None:
-    app()
+    """Run a command; an expected failure is one line on stderr and its exit status."""
+    # SIGTERM before a command takes it over ends it as Ctrl-C does, quietly.
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        app(prog_name="rootnotify")  # click turns usage errors and exits into their status itself
+    except (ConfigError, SchemaTooNew) as exc:
+        error(str(exc))
+        sys.exit(2)
+    except OperatorError as exc:
+        error(str(exc))
+        sys.exit(1)
+    except OSError as exc:
+        error(_os_error(exc))
+        sys.exit(1)
+    except sqlalchemy.exc.OperationalError as exc:
+        error(f"database: {exc.orig}")
+        sys.exit(1)
+    except Exception as exc:
+        if state.verbose:
+            raise
+        error(f"internal error: {type(exc).__name__}: {exc} (rerun with -v for the traceback)")
+        sys.exit(1)
+
+
+def _os_error(exc: OSError) -> str:
+    """`PATH: reason` for a file error, as the shell's tools say it."""
+    where = exc.filename if exc.filename is not None else ""
+    why = exc.strerror or str(exc)
+    return f"{where}: {why}" if where else why
 
 
 if __name__ == "__main__":

@@ -209,6 +209,13 @@ class ImapConfig:
     alert_after: int
     ca_file: Path | None
 
+    def require_password(self) -> str:
+        """The login password; only what logs in to IMAP asks, so other commands run without it."""
+        if not self.password:
+            raise ConfigError(f"[imap] password_env: environment variable {self.password_env!r} "
+                              "is not set (needed to log in to IMAP)")
+        return self.password
+
 
 @dataclass(frozen=True)
 class OutgoingConfig:
@@ -288,9 +295,12 @@ def _duration(text: str, where: str) -> timedelta:
 class _Reader:
     """Reads one table against its schema, naming the file and key in every error."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, missing: list[str] | None = None) -> None:
         self.path = path
         self.base = path.parent
+        # Given a list, a file that is not there is noted in it rather than
+        # raised (`check-config` lists every one); else the first stops loading.
+        self.missing = missing
 
     def where(self, section: str, key: str) -> str:
         return f"{self.path}: [{section}] {key}"
@@ -329,7 +339,10 @@ class _Reader:
     def existing_path(self, section: str, key: str, value: str) -> Path:
         p = self.path_of(value)
         if not p.is_file():
-            raise ConfigError(f"{self.where(section, key)}: file {value!r} not found ({p})")
+            problem = f"{self.where(section, key)}: file {value!r} not found ({p})"
+            if self.missing is None:
+                raise ConfigError(problem)
+            self.missing.append(problem)
         return p
 
     def optional_path(self, section: str, key: str, value: str) -> Path | None:
@@ -375,8 +388,19 @@ def _analysis_processes(reader: _Reader, value: int) -> int:
     return value
 
 
-def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
-    """Read and check the whole configuration; raise ConfigError on the first problem."""
+def load_config_listing_missing(path: str | os.PathLike[str]) -> tuple[Config, list[str]]:
+    """The configuration, and every file it names that is not there (for `check-config`).
+
+    A wrong key or value still raises ConfigError: the file itself is wrong.
+    """
+    missing: list[str] = []
+    return load_config(path, missing=missing), missing
+
+
+def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None,
+                missing: list[str] | None = None) -> Config:
+    """Read and check the whole configuration; raise ConfigError on the first problem
+    (with `missing`, files not found are noted there instead)."""
     env = os.environ if environ is None else environ
     path = Path(path).expanduser().resolve()
     if not path.is_file():
@@ -386,7 +410,7 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    reader = _Reader(path)
+    reader = _Reader(path, missing)
 
     unknown = sorted(set(data) - set(SCHEMA) - {"ca"})
     if unknown:
@@ -439,10 +463,9 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
     if not 0 <= sm["reserved_percent"] < 100:
         raise ConfigError(f"{reader.where('smtp', 'reserved_percent')}: must be from 0 to 99")
 
+    # Checked where IMAP is logged in to (ImapConfig.require_password), not
+    # here: `incidents` or `status` on the operator's shell need no password.
     imap_password = env.get(im["password_env"]) if im["password_env"] else None
-    if im["enabled"] and not imap_password:
-        raise ConfigError(f"{reader.where('imap', 'password_env')}: environment variable "
-                          f"{im['password_env']!r} is not set")
 
     cas_data = data.get("ca", [])
     if not isinstance(cas_data, list):

@@ -2,6 +2,8 @@
 
     RootnotifyError
     ├── ConfigError                  the configuration is wrong; the program must not start
+    ├── OperatorError                a command cannot do what it was asked (a port in use,
+    │                                a folder not writable, no such message): one line, exit 1
     ├── IntakeError                  a message could not be taken in
     │   ├── MessageTooLarge          permanent: 552
     │   ├── RecipientRefused         permanent: 550 5.1.1
@@ -29,6 +31,10 @@ class RootnotifyError(Exception):
 
 class ConfigError(RootnotifyError):
     """A configuration key is missing or wrong. The message names the key and the file."""
+
+
+class OperatorError(RootnotifyError):
+    """What an operator asked for cannot be done; the message says what and why, in one line."""
 
 
 class IntakeError(RootnotifyError):

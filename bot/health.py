@@ -15,7 +15,7 @@ from typing import Any
 from bot.clock import as_utc, iso
 from bot.context import Context
 from storage import queries
-from storage.models import STATE_FAILED, STATE_PARKED, STATE_STORED
+from storage.models import STATE_DROPPED, STATE_FAILED, STATE_PARKED, STATE_STORED
 from storage.spool import pending_bytes
 
 # `serve` processes a stored message within seconds; one waiting this long
@@ -69,12 +69,14 @@ def health(ctx: Context) -> dict[str, Any]:
 
     needs = []
     if states.get(STATE_PARKED):
-        needs.append(f"{states[STATE_PARKED]} parked message(s): see `rootnotify reprocess`")
+        needs.append(f"{states[STATE_PARKED]} parked message(s): fix the cause, then "
+                     "`rootnotify reprocess N`, or end one with `rootnotify drop N --reason …`")
     if out_states.get("failed"):
         needs.append(f"{out_states['failed']} outgoing mail(s) failed for good")
     if oldest_in is not None and now - as_utc(oldest_in) > STUCK_BACKLOG:
         needs.append(f"oldest unprocessed message waiting {_age(now, oldest_in)} s: "
-                     "is `rootnotify serve` running?")
+                     "is `rootnotify serve` running? (a message failing again and again: "
+                     "`rootnotify message N`, then `reprocess N` or `drop N --reason …`)")
     if oldest_out is not None and now - as_utc(oldest_out) > STUCK_OUTBOX:
         needs.append(f"oldest queued mail waiting {_age(now, oldest_out)} s: is the relay up?")
     if ctx.config.imap.enabled and (
@@ -101,6 +103,7 @@ def health(ctx: Context) -> dict[str, Any]:
         "oldest_unprocessed_age_seconds": _age(now, oldest_in),
         "failed": states.get(STATE_FAILED, 0),
         "parked": states.get(STATE_PARKED, 0),
+        "dropped": states.get(STATE_DROPPED, 0),
         "problem_messages": problems,
         "quarantined": quarantined,
         "replies_suppressed": {"last_24h": sum(suppressed.values()), "to": suppressed},

@@ -97,4 +97,8 @@ def setup_logging(json_lines: bool = False, level: int = logging.INFO) -> None:
     root.setLevel(level)
     # aiosmtpd logs every SMTP line at INFO; our own lines say what matters.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # Alembic says seven INFO lines on every start; our own line says when
+    # the schema is upgraded (rootnotify.storage).
+    logging.getLogger("alembic").setLevel(logging.DEBUG if level <= logging.DEBUG
+                                          else logging.WARNING)
     log_timeline_events()

@@ -29,6 +29,7 @@ from bot.decide.route import act
 from bot.errors import AnalysisAborted
 from bot.parse.message import without_nul
 from storage.models import (
+    STATE_DROPPED,
     STATE_FAILED,
     STATE_PARKED,
     STATE_PROCESSED,
@@ -98,7 +99,7 @@ def _read(ctx: Context, ids: list[int]) -> list[Stored]:
                                    InboundMessage.received_at, InboundMessage.envelope_from)
                             .where(col(InboundMessage.id).in_(ids))).all()
         waiting = {row[0]: row for row in rows
-                   if row[1] not in (STATE_PROCESSED, STATE_PARKED)}
+                   if row[1] not in (STATE_PROCESSED, STATE_PARKED, STATE_DROPPED)}
         raws = load_raws(session, list(waiting))
     # A message without its raw bytes gets b"" here and fails in `_prepare`.
     return [Stored(i, raws.get(i, b""), waiting[i][2], waiting[i][3])
@@ -193,7 +194,7 @@ def _act_in_one_transaction(ctx: Context, prepared: list[_Prepared], savepoints:
             col(InboundMessage.id).in_([item.inbound_id for item in prepared])))}
         for item in prepared:
             inbound = rows.get(item.inbound_id)
-            if inbound is None or inbound.state in (STATE_PROCESSED, STATE_PARKED):
+            if inbound is None or inbound.state in (STATE_PROCESSED, STATE_PARKED, STATE_DROPPED):
                 continue  # another worker finished it meanwhile
             error = item.error
             if error is None:
@@ -226,7 +227,9 @@ def process_one(ctx: Context, inbound_id: int) -> str:
 
 def _record_failure(ctx: Context, inbound: InboundMessage, exc: Exception) -> None:
     detail = without_nul(f"{type(exc).__name__}: {exc}")  # hostile text ends up in errors
-    log.error("message %d failed: %s\n%s", inbound.id, detail,
+    # One line for the operator; where it failed is detail for a developer (-v).
+    log.error("message %d failed: %s", inbound.id, detail)
+    log.debug("message %d failed at:\n%s", inbound.id,
               "".join(traceback.format_exception(exc, limit=-3)))
     inbound.attempts += 1
     inbound.last_error = detail[:2000]
@@ -250,10 +253,12 @@ def _submit(ctx: Context, pool: AnalysisPool, chunk: list[int]
 
 def process_pending(ctx: Context, limit: int | None = None,
                     on_progress: Callable[[], None] | None = None,
-                    pool: AnalysisPool | None = None) -> PipelineReport:
+                    pool: AnalysisPool | None = None,
+                    on_done: Callable[[int], None] | None = None) -> PipelineReport:
     """Process every message that is due, oldest first, in batches, until none is left.
 
     With an `AnalysisPool`, analysis runs in its child processes a batch ahead.
+    `on_done` is told how many messages each batch finished (a progress bar).
     """
     report = PipelineReport()
     seen: set[int] = set()
@@ -287,6 +292,8 @@ def process_pending(ctx: Context, limit: int | None = None,
             states = _act_on(ctx, _prepare(ctx, stored, pending.results()))
         if on_progress is not None:
             on_progress()  # e.g. wake the outbox: acknowledgements need not wait
+        if on_done is not None:
+            on_done(len(states))
         for state in states.values():
             if state == STATE_PROCESSED:
                 report.processed += 1

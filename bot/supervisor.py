@@ -15,6 +15,12 @@ The database is the processes' only shared state; pipes carry the wake-ups:
 worker through here to the sender, and "stop". On SIGTERM or SIGINT the
 listener stops taking mail, the worker finishes what is in flight, then the
 sender sends what is queued, and all exit 0. A child that dies is restarted.
+
+Stopping works at any moment, start-up included: the signal handlers are
+installed before anything starts, and the children are started with SIGINT
+ignored (a Ctrl-C in a terminal reaches the whole process group; the
+children stop when this process tells them, so a Ctrl-C neither kills them
+half-way nor gets them restarted).
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import threading
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from bot.app import Service
 from bot.config import Config, load_config
+from bot.intake.smtp import reserve_port
 from bot.logs import setup_logging
 
 log = logging.getLogger("rootnotify.supervisor")
@@ -59,11 +68,45 @@ CHILD_NICENESS = 10
 # The children, in the order they stop: what the worker queues while it
 # finishes is still sent by the sender.
 CHILD_ROLES = ("worker", "sender")
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+@contextlib.contextmanager
+def _sigint_ignored_by_children() -> Iterator[None]:
+    """Processes started inside ignore SIGINT; one that reaches us meanwhile is not lost.
+
+    An ignored signal stays ignored through fork and exec, and Python keeps
+    it so: a child never takes the terminal's Ctrl-C, which is ours (we tell
+    the children to stop). Blocked first, so that a SIGINT arriving while it
+    is ignored here waits (Linux never discards a blocked signal) and reaches
+    our own handler when it is unblocked.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may change handlers; the children start here
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _set_process_title(title: str) -> None:
+    """Name the process in `ps` (listener, worker and sender look alike otherwise)."""
+    import setproctitle
+
+    setproctitle.setproctitle(title)
 
 
 def _child_main(role: str, config_path: str, conn: Connection, log_json: bool,
                 log_level: int) -> None:
     """Entry point of a child process."""
+    # Started with SIGINT ignored (`_Child.spawn`): a Ctrl-C is the
+    # supervisor's, which tells its children to stop; the analysis processes
+    # inherit it ignored too.
+    _set_process_title(f"rootnotify {role}")
     setup_logging(json_lines=log_json, level=log_level)
     config = load_config(Path(config_path))
     os.nice(CHILD_NICENESS)
@@ -98,8 +141,7 @@ async def _run_child(role: str, config: Config, conn: Connection) -> int:
             done.set()
 
     loop.add_reader(conn.fileno(), on_readable)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, done.set)
+    loop.add_signal_handler(signal.SIGTERM, done.set)
     await service.start()
     tell(READY)
     log.info("%s started", role)
@@ -142,7 +184,8 @@ class _Child:
         process = sup.mp.Process(
             target=_child_main, name=f"rootnotify-{self.role}",
             args=(self.role, str(sup.config.path), theirs, sup.log_json, sup.log_level))
-        process.start()
+        with _sigint_ignored_by_children():
+            process.start()
         theirs.close()  # the child holds its own copy
         self.process, self.conn = process, ours
         log.info("%s process started (pid %s)", self.role, process.pid)
@@ -226,34 +269,60 @@ class Supervisor:
             clean = await self.children[role].stop() and clean
         return clean
 
+    async def _children_ready(self) -> bool:
+        """Wait until every child said it is ready; False after READY_TIMEOUT_SECONDS."""
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                for child in self.children.values():
+                    await child.ready.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, done.set)
+        _set_process_title("rootnotify serve")
+        # Taken before anything starts: a port in use stops `serve` here.
+        sock = reserve_port(self.config) if self.config.smtp.enabled else None
+        try:
+            return await self._run(loop, done, sock)
+        finally:
+            if sock is not None:
+                sock.close()
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, done: asyncio.Event,
+                   sock: socket.socket | None) -> int:
         for child in self.children.values():
             child.spawn()
         worker = self.children["worker"]
-        try:
-            await asyncio.wait_for(asyncio.gather(*(c.ready.wait()
-                                                    for c in self.children.values())),
-                                   READY_TIMEOUT_SECONDS)
-        except TimeoutError:
+        stop_asked = asyncio.create_task(done.wait())
+        ready = asyncio.create_task(self._children_ready())
+        await asyncio.wait([stop_asked, ready], return_when=asyncio.FIRST_COMPLETED)
+        if done.is_set():
+            ready.cancel()
+            log.info("stopping during start-up")
+            self.stopping = True
+            return 0 if await self._stop_children() else 1
+        if not ready.result():
             log.warning("worker or sender not ready after %.0f s; taking mail in anyway",
                         READY_TIMEOUT_SECONDS)
         intake = Service(self.config, role="intake",
-                         on_stored=lambda: loop.call_soon_threadsafe(worker.wake.set))
+                         on_stored=lambda: loop.call_soon_threadsafe(worker.wake.set),
+                         smtp_socket=sock)
         try:
             await intake.start()
         except BaseException:
             self.stopping = True
             await self._stop_children()
             raise
-        done = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, done.set)
         tasks = [asyncio.create_task(coro) for child in self.children.values()
                  for coro in (child.forward_wakes(), child.watch())]
         log.info("rootnotify serving %s (storage %s)", self.config.bot.address,
                  self.config.storage_url.split("?")[0])
-        await done.wait()
+        await stop_asked
         log.info("stopping: no new mail taken; the worker and the sender finish what is "
                  "in flight")
         self.stopping = True

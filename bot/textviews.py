@@ -13,9 +13,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.rules.rulesets import FORM_FIELDS
+from bot.rules.rulesets import FORM_FIELDS, get_ruleset
 
+FORM_LABELS = {f.key: f.label for f in FORM_FIELDS}
 VERDICTS = {True: "met", False: "late", None: "unjudged"}
+
+
+def is_utc(tz: tzinfo) -> bool:
+    """The configured zone is UTC itself: a time need not be shown twice."""
+    return getattr(tz, "key", "UTC") in ("UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu")
 
 
 def when(value: str | None, tz: tzinfo | None = None, *, local: bool = True) -> str:
@@ -24,7 +30,7 @@ def when(value: str | None, tz: tzinfo | None = None, *, local: bool = True) -> 
         return "-"
     at = datetime.fromisoformat(value)
     text = at.strftime("%Y-%m-%d %H:%M UTC")
-    if local and tz is not None and getattr(tz, "key", "UTC") not in ("UTC", "Etc/UTC"):
+    if local and tz is not None and not is_utc(tz):
         text += f" ({at.astimezone(tz).strftime('%Y-%m-%d %H:%M %Z')})"
     return text
 
@@ -98,7 +104,8 @@ def print_incident(console: Console, data: dict[str, Any], tz: tzinfo) -> None:
     for key, rows in sorted(history.items(), key=lambda kv: order.get(kv[0], len(order))):
         current = [r for r in rows if r["current"]]
         shown = current[-1] if current else rows[-1]
-        out(f"  {key}: {shown['value']}", markup=False, highlight=False)
+        label = FORM_LABELS.get(key, key)  # the form's own words, as the CA saw them
+        out(f"  {label}: {shown['value']}", markup=False, highlight=False)
         for old in rows:
             if old is not shown:
                 out(f"      earlier ({when(old['recorded_at'], tz, local=False)}, mail "
@@ -136,17 +143,20 @@ def print_incident(console: Console, data: dict[str, Any], tz: tzinfo) -> None:
     report = data["final_report"]
     _section(console, "Final-report checklist")
     out("  received" if report["received"] else "  not received yet", markup=False)
-    for key in report["present"]:
-        out(f"  [green]✓[/] {escape(key)}")
-    for key in report["missing"]:
-        out(f"  [red]✗[/] {escape(key)}")
+    present = set(report["present"])
+    for item in get_ruleset(data["ruleset"]).final_report_items:
+        if item.key in present or item.key in report["missing"]:
+            mark = "[green]✓ present[/]" if item.key in present else "[red]✗ missing[/]"
+            out(f"  {mark}  {item.number:>2}. {escape(item.title)}")
 
     # One event a block rather than a table: a summary can be long, and a
     # terminal (or a mail someone pastes it into) is often 80 columns wide.
-    _section(console, f"Timeline (UTC, and {getattr(tz, 'key', tz)})")
+    local = not is_utc(tz)
+    _section(console, "Timeline (UTC" + (f", and {getattr(tz, 'key', tz)})" if local else ")"))
     for e in data["events"]:
         smime = f", S/MIME {e['smime']}" if e["smime"] else ""
-        out(f"  {when(e['at'], local=False)}  {local_time(e['at'], tz)}  {e['kind']}"
+        beside = f"  {local_time(e['at'], tz)}" if local else ""
+        out(f"  {when(e['at'], local=False)}{beside}  {e['kind']}"
             f" [{e['rule'] or '-'}]", markup=False, highlight=False)
         out(f"      cause: {cause(e)}{smime}", markup=False, highlight=False)
         out(f"      {e['summary']}", markup=False, highlight=False)
@@ -190,7 +200,7 @@ def print_health(console: Console, data: dict[str, Any], tz: tzinfo) -> None:
         f"{outbox.get('sent', 0)} sent, {outbox.get('failed', 0)} failed", markup=False)
     out(f"inbound: backlog {data['backlog']} (oldest {when(data['oldest_unprocessed_at'], tz)}),"
         f" {data['failed']} failed and retrying, {data['parked']} parked, "
-        f"{data['quarantined']} quarantined", markup=False)
+        f"{data['quarantined']} quarantined, {data.get('dropped', 0)} dropped", markup=False)
     for m in data["problem_messages"]:
         out(f"  message #{m['id']} {m['state']} after {m['attempts']} attempt(s): "
             f"{m['last_error']}", markup=False, highlight=False)

@@ -302,5 +302,23 @@ class BulkWriter:
         self._commits = 0
 
 
+def peek_revision(url: str) -> str | None:
+    """The schema revision of the database at `url`, read without creating or changing it.
+
+    None: the database is empty. FileNotFoundError: a SQLite file not made yet.
+    """
+    database_file = sqlite_file(url)
+    if database_file is not None:
+        if not database_file.is_file():
+            raise FileNotFoundError(2, "not made yet", str(database_file))
+        url = f"sqlite:///file:{database_file}?mode=ro&uri=true"
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return migrate.revision_of(connection)[0]
+    finally:
+        engine.dispose()
+
+
 def open_database(url: str) -> Database:
     return Database(url).create()

@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-# Message states: stored → processed | failed (retried) → parked (a person must look).
+# Message states: stored → processed | failed (retried) → parked (a person must look);
+# failed, parked or quarantined → dropped (a person ended it: kept, never retried).
 STATE_STORED = "stored"
 STATE_PROCESSED = "processed"
 STATE_FAILED = "failed"
 STATE_PARKED = "parked"
+STATE_DROPPED = "dropped"
 
 OUT_QUEUED = "queued"
 OUT_SENT = "sent"

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, func, select
 from storage.models import (
     DL_OPEN,
     OUT_QUEUED,
+    STATE_DROPPED,
     STATE_FAILED,
     STATE_PARKED,
     STATE_PROCESSED,
@@ -105,6 +106,17 @@ def quarantined(session: Session) -> Sequence[InboundMessage]:
                         .order_by(col(InboundMessage.received_at))).all()
 
 
+def message_states(session: Session, ids: Iterable[int]) -> dict[int, str]:
+    """The state of each of these stored messages."""
+    wanted = list(set(ids))
+    states: dict[int, str] = {}
+    for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+        rows = session.exec(select(InboundMessage.id, InboundMessage.state)
+                            .where(col(InboundMessage.id).in_(wanted[start:start + 500])))
+        states.update({int(i): str(s) for i, s in rows})
+    return states
+
+
 def message_state_counts(session: Session) -> dict[str, int]:
     rows = session.exec(select(InboundMessage.state, func.count())
                         .group_by(InboundMessage.state)).all()
@@ -113,8 +125,7 @@ def message_state_counts(session: Session) -> dict[str, int]:
 
 def oldest_unprocessed(session: Session) -> datetime | None:
     return session.exec(select(func.min(InboundMessage.received_at)).where(
-        col(InboundMessage.state) != STATE_PROCESSED,
-        col(InboundMessage.state) != STATE_PARKED)).one()
+        col(InboundMessage.state).notin_([STATE_PROCESSED, STATE_PARKED, STATE_DROPPED]))).one()
 
 
 def problem_messages(session: Session) -> Sequence[InboundMessage]:

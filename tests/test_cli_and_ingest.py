@@ -71,7 +71,7 @@ def test_ingest_eml_mbox_and_maildir_then_tick_delivers_to_the_maildir(tmp_path,
     delivered = mailbox.Maildir(tmp_path / "var" / "outbox", create=False)
     subjects = sorted(str(m["Subject"]) for m in delivered)
     assert subjects.count(
-        "[INC-2026-0001] Notification received: INC-2026-0001 (mis-issuance)") == 1, subjects
+        "[INC-2026-0001] Notification received (mis-issuance)") == 1, subjects
     assert sum("notification form" in s for s in subjects) == 2
     assert sum("New incident" in s for s in subjects) == 1
 

@@ -135,10 +135,12 @@ def test_sigkill_mid_flight_loses_nothing_and_duplicates_nothing(tmp_path):
         leased = queued()
         if leased:
             # Mails claimed by the killed process wait out their lease (CLAIM_LEASE);
-            # move time past it instead of waiting: `tick --now`.
+            # move time past it instead of waiting: `tick --now` (ahead of the clock on a
+            # database with mail: --force).
             later = datetime.now(UTC) + CLAIM_LEASE + timedelta(minutes=1)
-            subprocess.run(["rootnotify", "--config", str(config_path), "tick", "--now",
-                            later.isoformat()], check=True, timeout=120, capture_output=True)
+            subprocess.run(["rootnotify", "--config", str(config_path), "tick", "--force",
+                            "--now", later.isoformat()], check=True, timeout=120,
+                           capture_output=True)
         assert queued() == 0
         with db.read() as session:
             stored = {r.message_id: r for r in session.exec(select(InboundMessage))}

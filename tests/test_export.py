@@ -84,7 +84,8 @@ def test_form_with_earlier_answers_escaped_for_markdown(dossier):
     assert len(current) == len(data["form"])
     remediation = current["Remedial measures taken or planned"]
     # Text from mail can break neither the table nor a viewer: pipes and HTML escaped.
-    assert remediation[1] == "Fixed the check; revoked all 12 \\| &lt;b&gt;now&lt;/b&gt;"
+    # No live HTML, and no entities either: a backslash keeps a tag text (CommonMark).
+    assert remediation[1] == "Fixed the check; revoked all 12 \\| \\<b>now\\</b>"
     assert remediation[3] == f"`{UPDATE_ID}`"
     earlier = table_rows(earlier_text)
     assert earlier == [["Remedial measures taken or planned",
@@ -100,7 +101,7 @@ def test_timeline_lists_every_event_with_both_times_cause_and_signature(dossier)
     opened = rows[0]
     assert opened[:4] == ["2026-11-26 13:00 UTC", "2026-11-26 14:00:00 CET", "incident-opened",
                           "R1"]
-    assert opened[4] == f"mail #1 {FIRST_ID.replace('<', '&lt;').replace('>', '&gt;')}"
+    assert opened[4] == "mail #1 " + FIRST_ID.replace("<", "\\<")
     assert opened[5] == "unsigned"
     changed = next(r for r in rows if r[2] == "field-changed")
     assert "update-1@exampleca.test" in changed[4] and changed[3] == "R1a"

@@ -127,7 +127,10 @@ def test_incidents_table_is_readable(scenario):
     assert INCIDENT in out and "Example CA" in out and "met" in out
     assert "Europe/Berlin" in out  # the table says which zone its times are in
     assert "no incidents match" in rootnotify(scenario.config, "incidents", "--ca",
-                                              "Nobody").stdout
+                                              "Other CA").stdout
+    # A CA that is not configured is a mistake, not an empty list.
+    assert rootnotify(scenario.config, "incidents", "--ca", "Nobody", check=False).returncode \
+        == 2
 
 
 def test_show_json_has_every_contract_field_with_its_type(scenario):
@@ -185,12 +188,16 @@ def test_show_text_has_history_deadlines_checklist_and_timeline_in_both_zones(sc
     for heading in ("Form", "Deadlines", "Notices and proposals", "Certificates",
                     "Final-report checklist", "Timeline", "Messages"):
         assert f"\n{heading}" in out, heading
-    assert "remediation: Fixed the check; revoked all 12 | <b>now</b>" in out
+    # The form's own labels, not the internal keys.
+    assert "  Remedial measures taken or planned: Fixed the check; revoked all 12 | <b>now</b>" \
+        in out
+    assert "remediation:" not in out
     assert "earlier (2026-11-26 13:00 UTC, mail #1): Fixed the check; revoking 12" in out
     # 13:00 UTC is 14:00 in Berlin in November.
     assert "2026-11-26 13:00 UTC  2026-11-26 14:00:00 CET  incident-opened [R1]" in out
     assert f"cause: mail #1 {FIRST_ID}, S/MIME unsigned" in out
-    assert "✗ log_files" in out  # the final-report checklist, nothing received yet
+    # The final-report checklist, nothing received yet: numbered, with the items' titles.
+    assert "  ✗ missing   9. Log files\n" in out
     assert rootnotify(scenario.config, "show", "INC-2026-0099", check=False).returncode == 1
 
 
@@ -244,8 +251,11 @@ def test_a_failed_message_shows_in_status_and_reprocess_recovers_it(tmp_path):
     assert [r["id"] for r in json.loads(rootnotify(config, "incidents", "--json").stdout)] \
         == [INCIDENT]
     assert rootnotify(config, "status", "--json", check=False).returncode == 0
-    # A processed message is never run again (it would open its incident twice).
-    assert "0 message(s) requeued" in rootnotify(config, "reprocess", "1").stdout
+    # A processed message is never run again (it would open its incident twice): an error.
+    again = rootnotify(config, "reprocess", "1", check=False)
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert again.stderr == ("rootnotify: message 1 was processed (notification in "
+                            f"{INCIDENT}); a processed message is never run again\n")
 
 
 def test_check_config_reaches_the_relay_and_names_what_is_wrong(tmp_path):
@@ -254,7 +264,11 @@ def test_check_config_reaches_the_relay_and_names_what_is_wrong(tmp_path):
         config = write_config(tmp_path, smtp_port=free_port(), relay_port=sink.port)
         out = rootnotify(config, "check-config").stdout
         assert "answers EHLO" in out and "configuration is valid" in out
-        assert f"(schema revision {migrate.head()})" in out
+        assert "not made yet; serve makes it" in out  # check-config makes nothing
+        rootnotify(config, "incidents")  # which does: the schema at head
+        assert f"(schema revision {migrate.head()})" not in out
+        out = rootnotify(config, "check-config").stdout
+        assert f": schema revision {migrate.head()}\n" in out
     finally:
         sink.stop()
     # The same configuration with the relay gone and a staff certificate that is not one.
@@ -264,9 +278,9 @@ def test_check_config_reaches_the_relay_and_names_what_is_wrong(tmp_path):
     config.write_text(text)
     result = rootnotify(config, "check-config", check=False)
     assert result.returncode == 1
-    assert "[outgoing] relay" in result.stderr
+    assert "rootnotify: warning: [outgoing] relay" in result.stderr  # an outage warns
     assert "alice.pem: no certificate could be read" in result.stderr
-    assert "2 problem(s)" in result.stdout
+    assert "1 problem(s), 1 warning(s)" in result.stdout
 
 
 def test_log_json_gives_one_line_per_mail_and_per_state_change(tmp_path):
@@ -280,8 +294,14 @@ def test_log_json_gives_one_line_per_mail_and_per_state_change(tmp_path):
     assert "rootnotify.intake.files" in loggers  # the mail in
     decided = [e for e in lines if e["logger"] == "rootnotify.decide"]
     assert FIRST_ID in decided[0]["message"] and INCIDENT in decided[0]["message"]
+    # The fields the README promises, on the decision line and on each mail's lines.
+    assert (decided[0]["incident"], decided[0]["inbound"], decided[0]["message_id"]) \
+        == (INCIDENT, 1, FIRST_ID)
     queued = [e for e in lines if e["message"].startswith("queued acknowledgement")]
     assert len(queued) == 1  # one line per mail out
+    assert queued[0]["incident"] == INCIDENT and queued[0]["outbound"] == 1
+    assert queued[0]["message_id"].startswith("<") and queued[0]["message_id"] \
+        in queued[0]["message"]
     opened = [e for e in lines if e.get("event") == "incident-opened"]
     assert len(opened) == 1
     assert opened[0]["incident"] == INCIDENT and opened[0]["inbound"] == 1
@@ -291,6 +311,10 @@ def test_log_json_gives_one_line_per_mail_and_per_state_change(tmp_path):
     sent = [e for e in map(json.loads, filter(str.strip, delivered.stderr.splitlines()))
             if e.get("event") == "mail-sent:acknowledgement"]
     assert len(sent) == 1 and sent[0]["incident"] == INCIDENT and sent[0]["outbound"]
+    line = next(e for e in map(json.loads, filter(str.strip, delivered.stderr.splitlines()))
+                if e["message"].startswith("sent acknowledgement"))
+    assert (line["incident"], line["outbound"], line["message_id"]) \
+        == (INCIDENT, 1, queued[0]["message_id"])
 
 
 def test_check_config_tries_the_imap_login_when_imap_is_enabled(tmp_path, monkeypatch):
@@ -299,5 +323,7 @@ def test_check_config_tries_the_imap_login_when_imap_is_enabled(tmp_path, monkey
                           outgoing_mode="maildir",
                           extra=f"\n[imap]\nenabled = true\nport = {free_port()}\nssl = false\n")
     result = rootnotify(config, "check-config", check=False)
-    assert result.returncode == 1
-    assert "[imap] server" in result.stderr and "1 problem(s)" in result.stdout
+    # Nothing listens there: an outage, which warns (it must not keep the listener down).
+    assert result.returncode == 0
+    assert "rootnotify: warning: [imap] server" in result.stderr
+    assert "0 problem(s), 2 warning(s)" in result.stdout

@@ -1,7 +1,8 @@
 """The daily staff digest: overdue, due soon, proposals, forged commands, quarantine, caps.
 
 Sent once per local day at `[scheduler] digest_hour` (the configured time
-zone), to every staff address, with no incident tag. Once: the day's `Meta`
+zone), to every staff address, with no incident tag, when it has something
+to say (an empty digest on a quiet day, or a first start, is not mailed). Once: the day's `Meta`
 row (`digest:YYYY-MM-DD`) is written in the same transaction as the mail, so
 a second scheduler fails on its primary key and sends nothing.
 """
@@ -61,6 +62,11 @@ def send_digest(ctx: Context, now: datetime) -> int:
             quarantined = queries.quarantined_since(session, since, MAX_ROWS)
             suppressed = queries.suppressed_replies_since(session, since)
             undisclosed = queries.undisclosed_incidents(session, DISCLOSING_RULESETS, MAX_ROWS)
+            if not (overdue or soon or proposals or forged or quarantined or undisclosed):
+                # Nothing to report (a first start, a quiet day): no mail; the day's
+                # key stays written, so the day is not looked at again.
+                log.info("digest %s: nothing to report, not sent", key)
+                return 0
             to_staff(session, ctx, "alert", "digest.txt.j2", day=local.date().isoformat(),
                      since=since, overdue=overdue, soon=soon, proposals=proposals,
                      forged=forged, quarantined=quarantined, undisclosed=undisclosed,

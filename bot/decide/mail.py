@@ -58,14 +58,16 @@ def suppressed_before(session: Session, ctx: Context, address: str) -> int:
     return max(0, count - 1 - ctx.config.bot.max_auto_replies_per_day)
 
 
-def _field_rows(analysis: Analysis) -> list[dict[str, str | None]]:
+def _field_rows(analysis: Analysis) -> list[dict[str, object]]:
     form = analysis.form
     if form is None:
         return []
     rows = []
     for key, value in form.fields.items():
         label = FORM_FIELDS_BY_KEY[key].label if key in FORM_FIELDS_BY_KEY else key
-        rows.append({"key": key, "label": label, "value": value.value, "note": value.note})
+        # `at`: a time as understood, shown beside what the CA wrote.
+        rows.append({"key": key, "label": label, "value": value.value, "note": value.note,
+                     "at": value.at})
     return rows
 
 

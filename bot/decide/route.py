@@ -130,4 +130,6 @@ def act(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analy
         follow_up(session, ctx, inbound, analysis, cls)
     log.info("message %s (%s) from %s: %s%s", inbound.id, message.message_id,
              message.from_address, cls.kind,
-             f" in {inbound.incident_id}" if inbound.incident_id else "")
+             f" in {inbound.incident_id}" if inbound.incident_id else "",
+             extra={"incident": inbound.incident_id, "inbound": inbound.id,
+                    "message_id": message.message_id})

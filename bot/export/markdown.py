@@ -7,16 +7,20 @@ for HTML, because the report may be rendered by a Markdown viewer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+from bot.decide.timeliness import format_span
 from bot.rules.rulesets import FORM_FIELDS, FORM_FIELDS_BY_KEY, get_ruleset
 from bot.textviews import VERDICTS, cause, local_time, when
 
 # How many domain names the summary lists; the CSV export holds all of them.
 DOMAINS_SHOWN = 50
 
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+_ENTITY = re.compile(r"&(?=#?\w+;)")
 SECTIONS = ("Summary", "Notification form", "Timeline", "Requests and deadlines",
             "Notices and proposals", "Certificates and domains", "Final-report checklist",
             "Messages")
@@ -26,7 +30,11 @@ def cell(value: object) -> str:
     """One Markdown table cell: no pipes, no line breaks, no live HTML."""
     if value is None or value == "":
         return "–"
-    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # A backslash before what would start a tag, an autolink or an entity keeps
+    # it text (CommonMark) and reads as the mail said it, unlike "&lt;" in a
+    # dossier read as plain text; "a < b" needs nothing.
+    text = _TAG_START.sub(r"\\<", str(value))
+    text = _ENTITY.sub(r"\\&", text)
     text = text.replace("|", "\\|")
     return "<br>".join(line.strip() for line in text.splitlines()) or "–"
 
@@ -52,7 +60,7 @@ def _summary(d: dict[str, Any], tz: tzinfo) -> Iterator[str]:
     c = d["certificates"]
     late = d.get("late_by_seconds")
     verdict = VERDICTS[d["notified_on_time"]] + (
-        f" (late by {late // 3600} h {late % 3600 // 60} min)" if late else "")
+        f" (late by {format_span(timedelta(seconds=late))})" if late else "")
     rows = [
         ("Incident", d["id"]), ("CA", d["ca"]), ("Category", d["category"]),
         ("Status", d["status"]), ("Ruleset", d["ruleset"]),

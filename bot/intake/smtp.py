@@ -8,7 +8,9 @@ once they are committed. Everything else happens later, from the stored row.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Protocol
@@ -17,7 +19,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from bot.clock import Clock
 from bot.config import Config
-from bot.errors import RecipientRefused, StoreUnavailable
+from bot.errors import OperatorError, RecipientRefused, StoreUnavailable
 from bot.intake.smtplimits import SESSION_EXPIRED, Admission, session_allowance
 from storage.rawstore import Arrival, StoreResult
 
@@ -172,10 +174,38 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+def reserve_port(config: Config) -> socket.socket:
+    """Bind the listener's address now, without listening yet; one line if it is taken.
+
+    `serve` reserves its port before it starts anything else, so a second
+    `serve` (or any program on the port) is refused at once, not after it has
+    started a worker on the live database.
+    """
+    host, port = config.smtp.host, config.smtp.port
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise OperatorError(f"[smtp] host {host!r}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        why = ("is already in use (is another rootnotify serve running?)"
+               if exc.errno == errno.EADDRINUSE else f"cannot be opened: {exc.strerror}")
+        raise OperatorError(f"[smtp] {host}:{port} {why}") from None
+    return sock
+
+
 async def start_smtp_server(
-    config: Config, handler: IntakeHandler, loop: asyncio.AbstractEventLoop | None = None
+    config: Config, handler: IntakeHandler, loop: asyncio.AbstractEventLoop | None = None,
+    sock: socket.socket | None = None,
 ) -> asyncio.AbstractServer:
-    """Listen on the configured host and port; the caller closes the returned server."""
+    """Listen on the configured host and port (or `sock`, reserved before); the caller closes
+    the returned server."""
     loop = loop or asyncio.get_running_loop()
     context = tls_context(config)
 
@@ -194,6 +224,9 @@ async def start_smtp_server(
             loop=loop,
         )
 
-    server = await loop.create_server(factory, host=config.smtp.host, port=config.smtp.port)
+    if sock is not None:
+        server = await loop.create_server(factory, sock=sock)
+    else:
+        server = await loop.create_server(factory, host=config.smtp.host, port=config.smtp.port)
     log.info("SMTP listening on %s:%d", config.smtp.host, config.smtp.port)
     return server

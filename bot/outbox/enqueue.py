@@ -85,5 +85,7 @@ def enqueue(session: Session, ctx: Context, spec: MailSpec,
             outbound_id=row.id,
         ))
     log.info("queued %s %s for %s to %s", spec.kind, composed.message_id,
-             spec.incident_id or "-", row.recipients)
+             spec.incident_id or "-", row.recipients,
+             extra={"incident": spec.incident_id, "outbound": row.id,
+                    "message_id": composed.message_id})
     return row

@@ -318,8 +318,9 @@ def _mark_sent(session: Session, ctx: Context, rows: list[OutboundMessage]) -> i
     if events:
         connection.execute(insert(Event.__table__), events)
         note_events(session, events)
-    for _row_id, incident_id, kind, message_id, recipients in marked:
-        log.info("sent %s %s for %s to %s", kind, message_id, incident_id or "-", recipients)
+    for row_id, incident_id, kind, message_id, recipients in marked:
+        log.info("sent %s %s for %s to %s", kind, message_id, incident_id or "-", recipients,
+                 extra={"incident": incident_id, "outbound": row_id, "message_id": message_id})
     return len(marked)
 
 
@@ -353,7 +354,8 @@ def _mark_delivered(session: Session, ctx: Context, row: OutboundMessage,
                               summary=f"{row.kind} {row.message_id} sent to "
                                       f"{','.join(delivered)}"))
         log.info("sent %s %s for %s to %s", row.kind, row.message_id, row.incident_id or "-",
-                 ",".join(delivered))
+                 ",".join(delivered), extra={"incident": row.incident_id, "outbound": row.id,
+                                             "message_id": row.message_id})
     if deferred:
         row.next_attempt_at = now + _backoff(row.attempts)
         row.last_error = _refusals("deferred", deferred)[:1000]
