@@ -164,7 +164,8 @@ def create_schema(engine: Engine, read_engine: Engine | None = None) -> None:
     above theirs instead of running on a schema they do not know.
     """
     migrate.upgrade(engine, read_engine)
-    version = str(int(migrate.head()))
+    # A branch's revision id carries its issue after the number ("0004_i21").
+    version = str(int(migrate.head().split("_")[0]))
     with Session(read_engine or engine) as session:
         row = session.get(Meta, "schema_version")
         if row is not None and row.value == version:
