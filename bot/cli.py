@@ -98,6 +98,21 @@ def serve() -> None:
 
 
 @app.command()
+def web() -> None:
+    """Run the staff web view alone, on the same database as `serve`, until SIGTERM."""
+    from bot.web.server import run_alone
+
+    config = _config()
+    _context().db.dispose()  # checks the database before listening
+    try:
+        code = asyncio.run(run_alone(config))
+    except (OSError, SystemExit) as exc:  # uvicorn exits 1 when it cannot listen
+        _error(f"web: cannot serve on {config.web.host}:{config.web.port} ({exc})")
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+@app.command()
 def ingest(paths: Annotated[list[Path], typer.Argument(help=".eml files, mbox files, maildirs")]
            ) -> None:
     """Store messages from files as if they had arrived by SMTP, then process them."""

@@ -15,6 +15,7 @@ The database is the processes' only shared state; pipes carry the wake-ups:
 worker through here to the sender, and "stop". On SIGTERM or SIGINT the
 listener stops taking mail, the worker finishes what is in flight, then the
 sender sends what is queued, and all exit 0. A child that dies is restarted.
+With `[web] enabled` the staff web view (bot/web) is one more child.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -59,6 +61,8 @@ CHILD_NICENESS = 10
 # The children, in the order they stop: what the worker queues while it
 # finishes is still sent by the sender.
 CHILD_ROLES = ("worker", "sender")
+# With `[web] enabled`, the web view is one more child, stopped first.
+WEB_ROLE = "web"
 
 
 def _child_main(role: str, config_path: str, conn: Connection, log_json: bool,
@@ -77,8 +81,8 @@ async def _run_child(role: str, config: Config, conn: Connection) -> int:
         with sending, contextlib.suppress(OSError):  # the supervisor is gone: we stop soon
             conn.send_bytes(signal_byte)
 
-    service = Service(config, role=role,
-                      on_queued=(lambda: tell(QUEUED)) if role == "worker" else None)
+    service = None if role == "web" else Service(
+        config, role=role, on_queued=(lambda: tell(QUEUED)) if role == "worker" else None)
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
 
@@ -88,9 +92,9 @@ async def _run_child(role: str, config: Config, conn: Connection) -> int:
                 data = conn.recv_bytes()
                 if STOP in data:
                     done.set()
-                if WAKE in data:
+                if WAKE in data and service is not None:
                     service.stored.set()
-                if QUEUED in data:
+                if QUEUED in data and service is not None:
                     service.queued.set()
         except (EOFError, OSError):
             # The intake process is gone: finish what is in flight and stop.
@@ -100,6 +104,8 @@ async def _run_child(role: str, config: Config, conn: Connection) -> int:
     loop.add_reader(conn.fileno(), on_readable)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
+    if service is None:
+        return await _run_web(config, done, tell)
     await service.start()
     tell(READY)
     log.info("%s started", role)
@@ -108,6 +114,24 @@ async def _run_child(role: str, config: Config, conn: Connection) -> int:
         loop.remove_reader(conn.fileno())
     await service.stop()
     log.info("%s stopped", role)
+    return 0
+
+
+async def _run_web(config: Config, done: asyncio.Event,
+                   tell: Callable[[bytes], None]) -> int:
+    """The web view's process: pages until "stop" (it keeps no work in flight)."""
+    from bot.web.server import serve_web
+
+    started = asyncio.Event()
+    serving = asyncio.create_task(serve_web(config, done, started=started))
+    waiting = asyncio.create_task(started.wait())
+    await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if serving.done():
+        serving.result()  # it could not listen: the error, and a restart later
+    tell(READY)
+    await serving
+    log.info("web stopped")
     return 0
 
 
@@ -218,11 +242,12 @@ class Supervisor:
         self.log_level = log_level
         self.mp = multiprocessing.get_context("spawn")
         self.stopping = False
-        self.children = {role: _Child(self, role) for role in CHILD_ROLES}
+        roles = ((WEB_ROLE,) if config.web.enabled else ()) + CHILD_ROLES
+        self.children = {role: _Child(self, role) for role in roles}
 
     async def _stop_children(self) -> bool:
         clean = True
-        for role in CHILD_ROLES:
+        for role in self.children:
             clean = await self.children[role].stop() and clean
         return clean
 

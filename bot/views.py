@@ -23,6 +23,7 @@ from bot.rules.rulesets import get_ruleset
 from storage import queries
 from storage.models import (
     DL_OPEN,
+    Deadline,
     Event,
     FormValue,
     InboundMessage,
@@ -38,8 +39,11 @@ def _identity(incident: Incident) -> dict[str, Any]:
             "category": incident.category, "ruleset": incident.ruleset}
 
 
-def incident_row(session: Session, incident: Incident, now: datetime) -> dict[str, Any]:
-    open_deadlines = [d for d in queries.deadlines(session, incident.id) if d.state == DL_OPEN]
+def incident_row(session: Session, incident: Incident, now: datetime,
+                 open_deadlines: Sequence[Deadline] | None = None) -> dict[str, Any]:
+    """One `incidents --json` row; `open_deadlines` when the caller fetched them in bulk."""
+    if open_deadlines is None:
+        open_deadlines = queries.open_deadlines(session, incident.id)
     nxt = min(open_deadlines, key=lambda d: as_utc(d.due_at), default=None)
     return {
         **_identity(incident),
@@ -57,7 +61,32 @@ def incident_row(session: Session, incident: Incident, now: datetime) -> dict[st
 
 
 def incidents_json(session: Session, now: datetime) -> list[dict[str, Any]]:
-    return [incident_row(session, i, now) for i in queries.incidents(session)]
+    # Two queries for the whole list, not one per incident: the web board
+    # shows thousands of incidents (bench/web_board.py).
+    by_incident: dict[str, list[Deadline]] = {}
+    for d in queries.all_open_deadlines(session):
+        by_incident.setdefault(d.incident_id, []).append(d)
+    return [incident_row(session, i, now, by_incident.get(i.id, []))
+            for i in queries.incidents(session)]
+
+
+def filter_incidents(rows: list[dict[str, Any]], *, only_open: bool = False,
+                     overdue: bool = False, ca: str | None = None) -> list[dict[str, Any]]:
+    """`incidents --open --overdue --ca NAME`: the same narrowing for the web board."""
+    if only_open:
+        rows = [r for r in rows if r["status"] == "open"]
+    if overdue:
+        rows = [r for r in rows if r["overdue"]]
+    if ca is not None:
+        rows = [r for r in rows if r["ca"].casefold() == ca.strip().casefold()]
+    return rows
+
+
+def quarantine_json(session: Session) -> list[dict[str, Any]]:
+    """`quarantine --json`: mail from unknown senders, kept and never answered."""
+    return [{"id": m.id, "message_id": m.message_id, "from": m.from_address,
+             "subject": m.subject, "received_at": iso(m.received_at), "reason": m.note}
+            for m in queries.quarantined(session)]
 
 
 def _final_report(session: Session, incident: Incident) -> dict[str, Any]:

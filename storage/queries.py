@@ -49,6 +49,12 @@ def deadlines(session: Session, incident_id: str) -> Sequence[Deadline]:
                         .order_by(col(Deadline.due_at), col(Deadline.id))).all()
 
 
+def all_open_deadlines(session: Session) -> Sequence[Deadline]:
+    """Every open deadline of every incident, soonest first (index ix_deadline_state_due)."""
+    return session.exec(select(Deadline).where(Deadline.state == DL_OPEN)
+                        .order_by(col(Deadline.due_at), col(Deadline.id))).all()
+
+
 def next_due(session: Session, incident_id: str) -> datetime | None:
     return session.exec(select(func.min(Deadline.due_at)).where(
         Deadline.incident_id == incident_id, Deadline.state == DL_OPEN)).one()
@@ -278,3 +284,47 @@ def undisclosed_incidents(session: Session, rulesets: Sequence[str],
         Incident.status == "open", col(Incident.ruleset).in_(list(rulesets)),
         col(Incident.public_disclosure).is_(None))
         .order_by(col(Incident.notified_at)).limit(limit)).all()
+
+
+# ---------------------------------------------------------------- the web view's searches
+
+
+def certificates_matching(session: Session, *, sha256: str | None = None,
+                          serial: str | None = None, domain: str | None = None,
+                          incident_id: str | None = None, limit: int = 200
+                          ) -> Sequence[Certificate]:
+    """Certificates by SHA-256, serial (canonical hex) or a dNSName, across incidents.
+
+    A domain is matched with LIKE and then exactly by the caller (names are
+    newline-separated in one column); none of these has an index of its own,
+    as one would slow every list's bulk insert for a search staff run by hand.
+    """
+    query = select(Certificate)
+    if sha256 is not None:
+        query = query.where(Certificate.sha256 == sha256)
+    elif serial is not None:
+        query = query.where(Certificate.serial == serial)
+    elif domain is not None:
+        query = query.where(col(Certificate.dns_names).contains(domain, autoescape=True))
+    else:
+        return []
+    if incident_id is not None:
+        query = query.where(Certificate.incident_id == incident_id)
+    return session.exec(query.order_by(col(Certificate.incident_id), col(Certificate.id))
+                        .limit(limit)).all()
+
+
+def domains_matching(session: Session, name: str, incident_id: str | None = None,
+                     limit: int = 200) -> Sequence[Domain]:
+    query = select(Domain).where(Domain.name == name)
+    if incident_id is not None:
+        query = query.where(Domain.incident_id == incident_id)
+    return session.exec(query.order_by(col(Domain.incident_id)).limit(limit)).all()
+
+
+def open_deadlines_with_ca(session: Session) -> Sequence[tuple[Deadline, str]]:
+    """Every open deadline with its incident's CA, soonest first."""
+    return session.exec(select(Deadline, Incident.ca)
+                        .join(Incident, col(Incident.id) == col(Deadline.incident_id))
+                        .where(Deadline.state == DL_OPEN)
+                        .order_by(col(Deadline.due_at), col(Deadline.id))).all()
