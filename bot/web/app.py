@@ -221,11 +221,14 @@ class Web:
             from urllib.parse import urlencode
 
             values = {"open": "1" if only_open else "", "overdue": "1" if overdue else "",
-                      "ca": ca or "", "sort": sort, **changes}
+                      "ca": ca or "", "sort": sort, "desc": "1" if desc else "", **changes}
             return urlencode({k: v for k, v in values.items() if v})
 
-        return self.html(request, "board.html.j2", "Incidents",
-                         rows=pages.sort_rows(rows, sort, desc), sort=sort, desc=desc,
+        page = int(p["page"]) if p.get("page", "").isdigit() else 1
+        shown, page, page_count = pages.page_of(pages.sort_rows(rows, sort, desc), page,
+                                                pages.BOARD_PAGE_SIZE)
+        return self.html(request, "board.html.j2", "Incidents", rows=shown, total=len(rows),
+                         page=page, pages=page_count, sort=sort, desc=desc,
                          only_open=only_open, overdue=overdue, ca=ca, query=query,
                          cas=[c.name for c in self.ctx.config.cas])
 

@@ -31,6 +31,10 @@ BOARD_SORTS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "overdue": lambda r: r["overdue"],
 }
 DEFAULT_SORT = "id"
+# Rows on one page of the board: a person reads a screenful, not 10,000 rows,
+# and rendering every row of a large program cost 2-3x reading them all
+# (bench/web_board.py). Filters and sorting apply to all rows first.
+BOARD_PAGE_SIZE = 100
 # Search results shown at most; a domain in a million-row list is not read in full here.
 SEARCH_LIMIT = 200
 # How many days ahead the deadlines page lays out day by day.
@@ -43,6 +47,14 @@ MAX_SERIAL_HEX = 42
 def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:
     sort_key = BOARD_SORTS.get(key, BOARD_SORTS[DEFAULT_SORT])
     return sorted(rows, key=sort_key, reverse=descending)
+
+
+def page_of(rows: list[dict[str, Any]], number: int, size: int
+            ) -> tuple[list[dict[str, Any]], int, int]:
+    """(the rows of page `number`, counting from 1, that page's number, the page count)."""
+    pages = max(1, -(-len(rows) // size))
+    number = min(max(1, number), pages)
+    return rows[(number - 1) * size:number * size], number, pages
 
 
 def local(value: str | datetime | None, tz: tzinfo) -> str:
