@@ -257,3 +257,36 @@ def test_the_board_sorts_and_pages_over_every_incident(web, monkeypatch):
     # JSON is the command line's list: every row, whatever the page size.
     assert [r["id"] for r in staff.get("/incidents", headers={
         "Accept": "application/json"}).json()] == [first, second]
+
+
+def test_certificate_search_finds_by_serial_fingerprint_and_domain_across_incidents(web):
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from tests.test_certificate_lists_e2e import list_mail, make_cert
+
+    incident = notify(web.bot, web.sink)
+    certs = [make_cert("a.example.com", ["a.example.com", "www.a.example.com"]),
+             make_cert("b.example.com", ["b.example.com"])]
+    bundle = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+    send(web.bot, list_mail(incident, "misissued.pem", "application/x-pem-file", bundle))
+    web.sink.wait_for(web.sink.to("incidents@exampleca.test", "Certificate list recorded"))
+    staff = signed_in(web)
+    a_sha = certs[0].fingerprint(hashes.SHA256()).hex()
+    a_serial = f"{certs[0].serial_number:x}"
+
+    def search(q: str, where: str = "/certificates") -> dict:
+        return staff.get(where, params={"q": q}, headers={"Accept": "application/json"}).json()
+
+    by_sha = search(":".join(a_sha[i:i + 2].upper() for i in range(0, 64, 2)))
+    assert (by_sha["kind"], [c["sha256"] for c in by_sha["certificates"]]) == ("sha256", [a_sha])
+    by_serial = search("0x" + a_serial.upper())
+    assert (by_serial["kind"], [(c["incident"], c["serial"]) for c in by_serial["certificates"]]
+            ) == ("serial", [(incident, a_serial)])
+    by_domain = search("WWW.A.example.com")
+    assert [c["sha256"] for c in by_domain["certificates"]] == [a_sha]
+    assert by_domain["domains"] == [{"incident": incident, "name": "www.a.example.com"}]
+    # Both certificates' names contain "example.com"; neither is named so: names match exactly.
+    assert search("example.com")["certificates"] == []
+    assert search("nothing.example.com")["certificates"] == []
+    page = staff.get(f"/incidents/{incident}", params={"q": "b.example.com"}).text
+    assert "b.example.com" in page and a_sha not in page
