@@ -106,8 +106,8 @@ def web() -> None:
     _context().db.dispose()  # checks the database before listening
     try:
         code = asyncio.run(run_alone(config))
-    except (OSError, SystemExit) as exc:  # uvicorn exits 1 when it cannot listen
-        _error(f"web: cannot serve on {config.web.host}:{config.web.port} ({exc})")
+    except OSError as exc:  # e.g. the port is taken
+        _error(f"web: cannot listen on {config.web.host}:{config.web.port}: {exc.strerror}")
         raise typer.Exit(1) from None
     raise typer.Exit(code)
 

@@ -165,3 +165,17 @@ def _answers(client: httpx.Client) -> bool:
         return client.get("/healthz").status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_rootnotify_web_on_a_taken_port_says_so_in_one_line(tmp_path):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, smtp_port=free_port(), relay_port=free_port(),
+                              extra=web_config(port))
+        result = rootnotify(config, "web", check=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        f"rootnotify: web: cannot listen on 127.0.0.1:{port}: Address already in use")
+    assert "Traceback" not in result.stderr

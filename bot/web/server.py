@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -44,7 +45,11 @@ async def serve_web(config: Config, stop: asyncio.Event, clock: Clock | None = N
                     started: asyncio.Event | None = None) -> None:
     """Serve until `stop` is set; set `started` once the socket listens."""
     server = make_server(config, clock)
-    task = asyncio.create_task(server.serve())
+    # Bound here, not by uvicorn: a port in use is then an OSError for the
+    # caller (one line from the command line), not uvicorn's sys.exit.
+    family = socket.AF_INET6 if ":" in config.web.host else socket.AF_INET
+    listening = socket.create_server((config.web.host, config.web.port), family=family)
+    task = asyncio.create_task(server.serve(sockets=[listening]))
     while not server.started and not task.done():
         await asyncio.sleep(0.05)  # uvicorn has no event for it, only this flag
     if task.done():
