@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlmodel import Session, col, func, select, update
+from sqlmodel import Session, col, delete, func, select, update
 
 from storage.models import WebAttempt, WebSession, WebSignIn, WebSignInToken
 
@@ -77,3 +77,13 @@ def count_attempts(session: Session, scope: str, key: str, since: datetime) -> i
 
 def add_attempt(session: Session, scope: str, key: str, now: datetime) -> None:
     session.add(WebAttempt(scope=scope, key=key, at=now))
+
+
+def purge(session: Session, now: datetime, attempts_before: datetime) -> None:
+    """Forget what can no longer matter: old attempts, expired links and sessions.
+
+    The sign-in record (web_sign_in) is kept: it is the evidence staff read.
+    """
+    session.execute(delete(WebAttempt).where(col(WebAttempt.at) < attempts_before))
+    session.execute(delete(WebSignInToken).where(col(WebSignInToken.expires_at) < now))
+    session.execute(delete(WebSession).where(col(WebSession.expires_at) < now))

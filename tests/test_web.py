@@ -11,9 +11,11 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlmodel import func, select
 
 from bot.clock import iso
 from bot.web import auth, pages
+from storage.models import WebAttempt
 from tests.harness import COMPLETE_FORM, OTHER_CA_CONTACT, STAFF, make_mail
 from tests.story import command, notify, send
 from tests.web_harness import (
@@ -160,6 +162,8 @@ def test_sign_in_requests_are_limited_per_address_and_per_client(web):
     with web.client() as client:
         assert ask_for_link(client).status_code == 200
         assert web.sign_in_mails_queued() == address_limit + 1
+    with web.bot.ctx.db.read() as session:  # the hour-old attempts are forgotten
+        assert session.exec(select(func.count()).select_from(WebAttempt)).one() == 2
 
 
 def test_every_sign_in_is_recorded_and_shown_to_staff(web):

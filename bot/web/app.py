@@ -268,7 +268,8 @@ class Web:
             return self.not_found(request, f"no message {name}.eml in {incident_id}")
         # As a download, never rendered: the bytes are a stranger's.
         return Response(bytes(data), media_type="message/rfc822", headers={
-            "Content-Disposition": f'attachment; filename="{incident_id}-{name}.eml"'})
+            "Content-Disposition": f'attachment; filename="{incident_id}-{name}.eml"',
+            "X-Content-Type-Options": "nosniff"})
 
     def export(self, request: Request) -> Response:
         from bot.export import write_format
