@@ -14,7 +14,7 @@ from contextlib import suppress
 from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlmodel import Session
 
@@ -38,7 +38,27 @@ def _identity(incident: Incident) -> dict[str, Any]:
             "category": incident.category, "ruleset": incident.ruleset}
 
 
-def incidents_json(session: Session, now: datetime) -> list[dict[str, Any]]:
+class IncidentRow(TypedDict):
+    """One incident in a list: `incidents --json`, and the web board's row."""
+
+    id: str
+    ca: str
+    status: str
+    category: str
+    ruleset: str
+    opened_at: str | None
+    notified_at: str | None
+    notification_deadline: str | None
+    notified_on_time: bool | None
+    late_by_seconds: int | None
+    next_due_at: str | None
+    next_due_kind: str | None
+    open_deadlines: int
+    overdue: int
+    closed_at: str | None
+
+
+def incidents_json(session: Session, now: datetime) -> list[IncidentRow]:
     """`incidents --json`: one row per incident, in two queries for the whole list.
 
     Read as columns, not objects, and not one query per incident: the web
@@ -47,7 +67,7 @@ def incidents_json(session: Session, now: datetime) -> list[dict[str, Any]]:
     by_incident: dict[str, list[tuple[str, datetime]]] = {}
     for incident_id, kind, due_at in queries.open_deadline_rows(session):
         by_incident.setdefault(incident_id, []).append((kind, as_utc(due_at)))
-    rows = []
+    rows: list[IncidentRow] = []
     for (incident_id, ca, status, category, ruleset, created_at, notified_at,
          notification_deadline, on_time, late_by, closed_at) in queries.incident_rows(session):
         open_deadlines = by_incident.get(incident_id, [])
@@ -69,8 +89,8 @@ def incidents_json(session: Session, now: datetime) -> list[dict[str, Any]]:
     return rows
 
 
-def filter_incidents(rows: list[dict[str, Any]], *, only_open: bool = False,
-                     overdue: bool = False, ca: str | None = None) -> list[dict[str, Any]]:
+def filter_incidents(rows: list[IncidentRow], *, only_open: bool = False,
+                     overdue: bool = False, ca: str | None = None) -> list[IncidentRow]:
     """`incidents --open --overdue --ca NAME`: the same narrowing for the web board."""
     if only_open:
         rows = [r for r in rows if r["status"] == "open"]

@@ -163,7 +163,9 @@ def new_revision(message: str) -> Path:
         with engine.begin() as connection:
             config = _config(connection)
             command.upgrade(config, "head")
-            number = f"{int(_scripts().get_current_head() or 0) + 1:04d}"
+            # A branch's head may carry its issue after the number ("0004_i21").
+            current = (_scripts().get_current_head() or "0").split("_")[0]
+            number = f"{int(current) + 1:04d}"
             script = command.revision(config, message=message, autogenerate=True,
                                       rev_id=number)
         engine.dispose()
