@@ -39,6 +39,7 @@ RATE_LIMITS: tuple[tuple[str, int, timedelta], ...] = (
     ("client", 20, timedelta(hours=1)),
 )
 TOKEN_USE_LIMIT = ("token-client", 20, timedelta(hours=1))
+LONGEST_WINDOW = max(w for _s, _l, w in (*RATE_LIMITS, TOKEN_USE_LIMIT))
 SIGN_IN_KIND = "sign-in"  # the outgoing mail's kind
 
 
@@ -63,6 +64,7 @@ def _limited(ctx: Context, checks: tuple[tuple[str, int, timedelta, str], ...]) 
                    for scope, limit, window, key in checks)
         for scope, _limit, _window, key in checks:
             websignin.add_attempt(session, scope, key, now)
+        websignin.purge(session, now, now - LONGEST_WINDOW)
     return over
 
 
