@@ -16,7 +16,7 @@ from sqlmodel import func, select
 from bot.clock import iso
 from bot.web import auth, pages
 from storage.models import WebAttempt
-from tests.harness import COMPLETE_FORM, OTHER_CA_CONTACT, STAFF, make_mail
+from tests.harness import COMPLETE_FORM, OTHER_CA_CONTACT, STAFF, eventually, make_mail
 from tests.story import command, notify, send
 from tests.web_harness import (
     AT,
@@ -294,3 +294,13 @@ def test_certificate_search_finds_by_serial_fingerprint_and_domain_across_incide
     assert search("nothing.example.com")["certificates"] == []
     page = staff.get(f"/incidents/{incident}", params={"q": "b.example.com"}).text
     assert "b.example.com" in page and a_sha not in page
+
+
+def test_healthz_answers_503_without_the_reasons_when_a_person_is_needed(web):
+    web.sink.handler.reply = "554 5.7.1 refused"  # the relay refuses our mail for good
+    send(web.bot, make_mail("incidents@exampleca.test", "Security incident notification",
+                            COMPLETE_FORM))
+    with web.client() as client:
+        health = eventually("the refused mail to count", lambda: (
+            answer if (answer := client.get("/healthz")).status_code == 503 else None))
+        assert health.text == "needs attention"

@@ -38,6 +38,8 @@ log = logging.getLogger("rootnotify.web")
 SESSION_COOKIE = "rn_session"
 # The CSRF token of the sign-in forms, before there is a session (double submit).
 LOGIN_CSRF_COOKIE = "rn_login_csrf"
+# Long enough to read the sign-in mail and press the button, as the link's lifetime allows.
+LOGIN_CSRF_SECONDS = 3600
 PUBLIC_PATHS = ("/login", "/healthz")
 SIGN_INS_SHOWN = 200
 EXPORT_TYPES = {"md": "text/markdown; charset=utf-8", "json": "application/json",
@@ -134,9 +136,9 @@ class Web:
     def healthz(self, request: Request) -> Response:
         from bot.health import health
 
-        needs = health(self.ctx)["needs_attention"]
-        if needs:
-            return PlainTextResponse("needs attention: " + "; ".join(needs), status_code=503)
+        # Public, for a monitor: the reasons are for staff, at /status.
+        if health(self.ctx)["needs_attention"]:
+            return PlainTextResponse("needs attention", status_code=503)
         return PlainTextResponse("ok")
 
     def login_form(self, request: Request, notice: str = "", status_code: int = 200
@@ -144,7 +146,7 @@ class Web:
         csrf = self._login_csrf(request)
         response = self.html(request, "login.html.j2", "Sign in", status_code=status_code,
                              csrf=csrf, notice=notice)
-        self._cookie(response, LOGIN_CSRF_COOKIE, csrf, int(auth.TOKEN_LIFETIME.seconds * 4))
+        self._cookie(response, LOGIN_CSRF_COOKIE, csrf, LOGIN_CSRF_SECONDS)
         return response
 
     def login_get(self, request: Request) -> Response:
@@ -169,7 +171,7 @@ class Web:
         csrf = self._login_csrf(request)
         response = self.html(request, "link.html.j2", "Sign in", csrf=csrf, token=token,
                              usable=auth.link_usable(self.ctx, token))
-        self._cookie(response, LOGIN_CSRF_COOKIE, csrf, int(auth.TOKEN_LIFETIME.seconds * 4))
+        self._cookie(response, LOGIN_CSRF_COOKIE, csrf, LOGIN_CSRF_SECONDS)
         return response
 
     async def link_post(self, request: Request) -> Response:
