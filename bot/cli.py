@@ -68,6 +68,24 @@ def serve() -> None:
 
 
 @app.command()
+def web() -> None:
+    """Run the staff web view alone, on the same database as `serve`, until SIGTERM.
+
+    Example: rootnotify --config /etc/rootnotify/config.toml web
+    """
+    from bot.web.server import run_alone
+
+    config = _config()
+    _context().db.dispose()  # checks the database before listening
+    try:
+        code = asyncio.run(run_alone(config))
+    except OSError as exc:  # e.g. the port is taken
+        _error(f"web: cannot listen on {config.web.host}:{config.web.port}: {exc.strerror}")
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+@app.command()
 def ingest(paths: Annotated[list[Path], typer.Argument(help=".eml files, mbox files, maildirs",
                                                        show_default=False)],
            quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no "

@@ -57,4 +57,6 @@ def iso(at: datetime | None) -> str | None:
     """The contract's time format: ISO 8601 in UTC with an explicit offset."""
     if at is None:
         return None
+    if at.tzinfo is None:  # UTC already (as_utc); lists of thousands read times so
+        return at.isoformat(timespec="seconds") + "+00:00"
     return as_utc(at).isoformat(timespec="seconds")

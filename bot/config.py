@@ -129,6 +129,13 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "max_decompressed_bytes": (int, DEFAULT_LIMITS.archive.max_decompressed_bytes),
         "max_compression_ratio": (int, int(DEFAULT_LIMITS.archive.max_ratio)),
     },
+    # The staff web view (bot/web): `serve` runs it too when enabled.
+    "web": {
+        "enabled": (bool, False),
+        "host": (str, "127.0.0.1"),
+        "port": (int, 8080),
+        "base_url": (str, ""),  # default: http://host:port
+    },
     "scheduler": {
         "interval": (int, 30),
         "due_soon": (str, "1d"),
@@ -257,6 +264,19 @@ class SchedulerConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    enabled: bool
+    host: str
+    port: int
+    base_url: str  # no trailing slash; sign-in links are base_url + "/login/" + token
+
+    @property
+    def secure(self) -> bool:
+        """Cookies get `Secure` when staff reach the view over https."""
+        return self.base_url.startswith("https://")
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     bot: BotConfig
@@ -269,6 +289,8 @@ class Config:
     scheduler: SchedulerConfig
     # [limits], with [smtp] max_message_size as the message size.
     limits: MessageLimits = DEFAULT_LIMITS
+    web: WebConfig = field(default_factory=lambda: WebConfig(False, "127.0.0.1", 8080,
+                                                             "http://127.0.0.1:8080"))
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def ca_by_name(self, name: str) -> CaConfig | None:
@@ -565,8 +587,19 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
             archive=ArchiveLimits(max_decompressed_bytes=lim["max_decompressed_bytes"],
                                   max_ratio=float(lim["max_compression_ratio"])),
         ),
+        web=_web(reader, sections["web"]),
         raw=data,
     )
+
+
+def _web(reader: _Reader, w: dict[str, Any]) -> WebConfig:
+    if not 0 <= w["port"] <= 65535:
+        raise ConfigError(f"{reader.where('web', 'port')}: {w['port']} is not a TCP port")
+    base_url = (w["base_url"] or f"http://{w['host']}:{w['port']}").rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{reader.where('web', 'base_url')}: must start with http:// or "
+                          "https://")
+    return WebConfig(enabled=w["enabled"], host=w["host"], port=w["port"], base_url=base_url)
 
 
 def config_path(option: str | None, environ: dict[str, str] | None = None) -> Path:

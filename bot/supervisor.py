@@ -21,6 +21,8 @@ installed before anything starts, and the children are started with SIGINT
 ignored (a Ctrl-C in a terminal reaches the whole process group; the
 children stop when this process tells them, so a Ctrl-C neither kills them
 half-way nor gets them restarted).
+
+With `[web] enabled` the staff web view (bot/web) is one more child.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -68,6 +70,8 @@ CHILD_NICENESS = 10
 # The children, in the order they stop: what the worker queues while it
 # finishes is still sent by the sender.
 CHILD_ROLES = ("worker", "sender")
+# With `[web] enabled`, the web view is one more child, stopped first.
+WEB_ROLE = "web"
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
@@ -100,6 +104,7 @@ def _set_process_title(title: str) -> None:
     setproctitle.setproctitle(title)
 
 
+
 def _child_main(role: str, config_path: str, conn: Connection, log_json: bool,
                 log_level: int) -> None:
     """Entry point of a child process."""
@@ -120,8 +125,8 @@ async def _run_child(role: str, config: Config, conn: Connection) -> int:
         with sending, contextlib.suppress(OSError):  # the supervisor is gone: we stop soon
             conn.send_bytes(signal_byte)
 
-    service = Service(config, role=role,
-                      on_queued=(lambda: tell(QUEUED)) if role == "worker" else None)
+    service = None if role == "web" else Service(
+        config, role=role, on_queued=(lambda: tell(QUEUED)) if role == "worker" else None)
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
 
@@ -131,9 +136,9 @@ async def _run_child(role: str, config: Config, conn: Connection) -> int:
                 data = conn.recv_bytes()
                 if STOP in data:
                     done.set()
-                if WAKE in data:
+                if WAKE in data and service is not None:
                     service.stored.set()
-                if QUEUED in data:
+                if QUEUED in data and service is not None:
                     service.queued.set()
         except (EOFError, OSError):
             # The intake process is gone: finish what is in flight and stop.
@@ -142,6 +147,8 @@ async def _run_child(role: str, config: Config, conn: Connection) -> int:
 
     loop.add_reader(conn.fileno(), on_readable)
     loop.add_signal_handler(signal.SIGTERM, done.set)
+    if service is None:
+        return await _run_web(config, done, tell)
     await service.start()
     tell(READY)
     log.info("%s started", role)
@@ -150,6 +157,24 @@ async def _run_child(role: str, config: Config, conn: Connection) -> int:
         loop.remove_reader(conn.fileno())
     await service.stop()
     log.info("%s stopped", role)
+    return 0
+
+
+async def _run_web(config: Config, done: asyncio.Event,
+                   tell: Callable[[bytes], None]) -> int:
+    """The web view's process: pages until "stop" (it keeps no work in flight)."""
+    from bot.web.server import serve_web
+
+    started = asyncio.Event()
+    serving = asyncio.create_task(serve_web(config, done, started=started))
+    waiting = asyncio.create_task(started.wait())
+    await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if serving.done():
+        serving.result()  # it could not listen: the error, and a restart later
+    tell(READY)
+    await serving
+    log.info("web stopped")
     return 0
 
 
@@ -261,11 +286,12 @@ class Supervisor:
         self.log_level = log_level
         self.mp = multiprocessing.get_context("spawn")
         self.stopping = False
-        self.children = {role: _Child(self, role) for role in CHILD_ROLES}
+        roles = ((WEB_ROLE,) if config.web.enabled else ()) + CHILD_ROLES
+        self.children = {role: _Child(self, role) for role in roles}
 
     async def _stop_children(self) -> bool:
         clean = True
-        for role in CHILD_ROLES:
+        for role in self.children:
             clean = await self.children[role].stop() and clean
         return clean
 

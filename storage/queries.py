@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from storage.models import (
@@ -30,6 +32,7 @@ from storage.models import (
     Proposal,
     RawMessage,
     ReminderLog,
+    UTCDateTime,
 )
 
 
@@ -49,6 +52,44 @@ def form_values(session: Session, incident_id: str) -> Sequence[FormValue]:
 def deadlines(session: Session, incident_id: str) -> Sequence[Deadline]:
     return session.exec(select(Deadline).where(Deadline.incident_id == incident_id)
                         .order_by(col(Deadline.due_at), col(Deadline.id))).all()
+
+
+# The columns of an `incidents --json` row. The list reads them as plain
+# columns, not as ORM objects: building 10,000 SQLModel objects cost ~90% of
+# the web board's time (bench/web_board.py).
+INCIDENT_ROW_COLUMNS = ("id", "ca", "status", "category", "ruleset", "created_at",
+                        "notified_at", "notification_deadline", "notified_on_time",
+                        "late_by_seconds", "closed_at", "resolved_at")
+
+
+def _plain(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A time column as the dialect returns it: naive UTC on SQLite, aware on PostgreSQL.
+
+    For lists of thousands of rows: models.UTCDateTime's conversion of each
+    value was a fifth of the board's read; `bot.clock.as_utc` and `iso` take
+    naive times as UTC anyway.
+    """
+    if isinstance(column.type, UTCDateTime):
+        return sa.type_coerce(column, UTCDateTime.impl).label(column.key)  # type: ignore[attr-defined]
+    return column
+
+
+def incident_rows(session: Session) -> Sequence[sa.Row[Any]]:
+    table = Incident.__table__  # type: ignore[attr-defined]
+    return session.execute(sa.select(*(_plain(table.c[name]) for name in INCIDENT_ROW_COLUMNS))
+                           .order_by(table.c.year, table.c.seq)).all()
+
+
+def open_deadline_rows(session: Session) -> Sequence[sa.Row[Any]]:
+    """(incident_id, kind, due_at) of every open deadline, soonest first (ix_deadline_state_due).
+
+    `due_at` may be naive (UTC): see `_plain`; it is None for an undated
+    request, which sorts first on SQLite and last on PostgreSQL.
+    """
+    table = Deadline.__table__  # type: ignore[attr-defined]
+    return session.execute(sa.select(table.c.incident_id, table.c.kind, _plain(table.c.due_at))
+                           .where(table.c.state == DL_OPEN)
+                           .order_by(table.c.due_at, table.c.id)).all()
 
 
 def next_due(session: Session, incident_id: str) -> datetime | None:
@@ -303,3 +344,47 @@ def suppressed_replies_since(session: Session, since: datetime,
             address = "?"
         counts[address] = counts.get(address, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+# ---------------------------------------------------------------- the web view's searches
+
+
+def certificates_matching(session: Session, *, sha256: str | None = None,
+                          serial: str | None = None, domain: str | None = None,
+                          incident_id: str | None = None, limit: int = 200
+                          ) -> Sequence[Certificate]:
+    """Certificates by SHA-256, serial (canonical hex) or a dNSName, across incidents.
+
+    A domain is matched with LIKE and then exactly by the caller (names are
+    newline-separated in one column); none of these has an index of its own,
+    as one would slow every list's bulk insert for a search staff run by hand.
+    """
+    query = select(Certificate)
+    if sha256 is not None:
+        query = query.where(Certificate.sha256 == sha256)
+    elif serial is not None:
+        query = query.where(Certificate.serial == serial)
+    elif domain is not None:
+        query = query.where(col(Certificate.dns_names).contains(domain, autoescape=True))
+    else:
+        return []
+    if incident_id is not None:
+        query = query.where(Certificate.incident_id == incident_id)
+    return session.exec(query.order_by(col(Certificate.incident_id), col(Certificate.id))
+                        .limit(limit)).all()
+
+
+def domains_matching(session: Session, name: str, incident_id: str | None = None,
+                     limit: int = 200) -> Sequence[Domain]:
+    query = select(Domain).where(Domain.name == name)
+    if incident_id is not None:
+        query = query.where(Domain.incident_id == incident_id)
+    return session.exec(query.order_by(col(Domain.incident_id)).limit(limit)).all()
+
+
+def open_deadlines_with_ca(session: Session) -> Sequence[tuple[Deadline, str]]:
+    """Every open deadline with its incident's CA, soonest first."""
+    return session.exec(select(Deadline, Incident.ca)
+                        .join(Incident, col(Incident.id) == col(Deadline.incident_id))
+                        .where(Deadline.state == DL_OPEN)
+                        .order_by(col(Deadline.due_at), col(Deadline.id))).all()
