@@ -128,7 +128,11 @@ def _statements(dialect: sa.engine.Dialect) -> _Statements:
 
     processors = []
     for position, name in enumerate(STAGED_COLUMNS):
-        processor = certs.c[name].type.bind_processor(dialect)
+        # The dialect's own form of the type: on SQLite the generic DateTime's
+        # processor leaves a naive datetime for sqlite3 to format its own way
+        # ("… 12:00:00"), not SQLAlchemy's ("… 12:00:00.000000"), and SQL
+        # comparing such a column with a bound time then never matches.
+        processor = certs.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         if processor is not None:
             processors.append((position, processor))
     return _Statements(

@@ -76,6 +76,11 @@ def test_the_validity_dates_of_a_pem_list_are_stored_as_the_certificates_say(ctx
     assert stored == {format(c.serial_number, "x"): (
         NOW - timedelta(days=10), NOW + timedelta(days=80),
         c.subject.rfc4514_string().removeprefix("CN=")) for c in certs}
+    # Stored as every other time is, so SQL compares them: all three expire then.
+    with ctx.db.read() as session:
+        expiring = session.exec(select(Certificate.serial).where(
+            Certificate.not_after == NOW + timedelta(days=80))).all()
+    assert sorted(expiring) == sorted(stored)
 
 
 def test_another_process_writes_while_a_list_is_staged(ctx, monkeypatch):  # noqa: F811
