@@ -37,3 +37,29 @@ def test_a_batch_stores_each_message_once_and_counts_repeats_in_and_across_batch
         assert session.get(RawMessage, results[2].id).data == third  # type: ignore[union-attr]
         assert rows[results[0].id].channel == "imap"
     db.dispose()
+
+
+def _reference_dedup_key(raw: bytes) -> str:
+    """The dedup key as rawstore defines it, computed the obvious way (whole copies)."""
+    import hashlib
+
+    head, _, body = raw.partition(b"\r\n\r\n")
+    message_id = head.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0].decode()
+    body_hash = hashlib.sha256(body.replace(b"\r\n", b"\n").rstrip(b"\n")).hexdigest()
+    return hashlib.sha256(f"{message_id}\0{body_hash}".encode()).hexdigest()
+
+
+def test_a_body_hashed_in_chunks_keys_the_message_as_the_whole_body_did(monkeypatch):
+    import random
+
+    import storage.rawstore as rawstore
+
+    rng = random.Random(14)
+    bodies = [b"", b"\n", b"\r\n\r\n", b"x\r", b"x\r\r\n", b"\n\r\n", b"a\r\n\nb\r\n\r\n",
+              *(bytes(rng.choice(b"\r\na") for _ in range(rng.randrange(1, 40)))
+                for _ in range(300))]
+    for chunk in (1, 2, 3, 7, 1 << 20):
+        monkeypatch.setattr(rawstore, "FOLD_CHUNK_BYTES", chunk)
+        for body in bodies:
+            raw = b"From: a@b.test\r\nMessage-ID: <m@b.test>\r\n\r\n" + body
+            assert rawstore.fingerprint(raw).dedup_key == _reference_dedup_key(raw), (chunk, body)
