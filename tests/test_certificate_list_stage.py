@@ -138,3 +138,20 @@ def test_a_crash_while_the_domains_move_is_retried_to_the_right_counts(ctx, monk
     text = _receipt_text(ctx, inbound_id)
     assert "1,000 certificate row(s) read: 1,000 new certificate(s) recorded, 0 already" in text
     assert "2,000 new unique domain(s)" in text
+
+
+def test_a_large_list_is_stored_without_its_attachment_decoded_whole(ctx, monkeypatch):  # noqa: F811
+    import bot.parse.largeparts as largeparts
+
+    incident = _incident(ctx)
+    decoded_whole: list[int] = []
+    decode = largeparts.LiftedParts.decode
+    monkeypatch.setattr(largeparts.LiftedParts, "decode",
+                        lambda parts, index: decoded_whole.append(index) or decode(parts, index))
+    rows = [[f"{i:032x}", "CN=Example Issuing CA 2", f"CN=host{i}.example"]
+            for i in range(5_000)]  # ~350 KB of CSV: lifted out of the message (under 1 MiB)
+    inbound_id = _ingest(ctx, list_mail(incident, "list.csv", "text/csv", _csv(rows)))
+    assert _state(ctx, inbound_id) == STATE_PROCESSED
+    assert _counts(ctx, incident) == (5_000, 0)
+    # Form, final report, list sniffing and storing all read it as a stream.
+    assert decoded_whole == []

@@ -230,10 +230,13 @@ def _stage_rows(stage: ListStage, outcome: ListOutcome, attachment: Attachment,
         rows.clear()
         domains.clear()
 
+    # A stream: a large list is decoded from the raw message as it is read,
+    # never held whole beside its rows.
+    stream = attachment.open()
     try:
         # Plain tuples from the parser, unpacked here: at a million rows every
         # attribute lookup and call per row shows (see bench/certlists_ingest.py).
-        for item in iter_certificate_rows(attachment.filename, attachment.data, limits=limits):
+        for item in iter_certificate_rows(attachment.filename, stream, limits=limits):
             if type(item) is RejectedLine:
                 _reject(outcome, item)
                 continue
@@ -253,6 +256,8 @@ def _stage_rows(stage: ListStage, outcome: ListOutcome, attachment: Attachment,
                 flush()
     except LimitExceeded as exc:
         outcome.limit = str(exc)
+    finally:
+        stream.close()
     flush()
 
 
