@@ -51,7 +51,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.certlists_parse import bare_certificate_fields, make_pem  # noqa: E402
+from bench.certlists_parse import bare_certificate_fields, make_pem  # noqa: E402, F401
 
 CA_CONTACT = "incidents@exampleca.test"
 BOT = "rootnotify@program.test"
@@ -183,6 +183,19 @@ def bare_pem(path: Path, db_path: Path) -> int:
 # ---------------------------------------------------------------- the parent
 
 
+def in_child(call: str) -> None:
+    """Run `call` (Python, with this module's names) in a child process.
+
+    A child's ru_maxrss starts from its parent's peak at fork (Linux keeps
+    the high-water mark across exec), so the parent that measures must stay
+    small: building a 115 MB mail here had made every child "peak" at 486 MiB.
+    """
+    code = (f"import sys; from pathlib import Path; sys.path.insert(0, {str(ROOT)!r}); "
+            f"from bench.certlists_ingest import *; {call}")
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 def measure(args: list[str], cwd: Path) -> tuple[float, float, str]:
     """(wall seconds, peak RSS MiB, stdout) of one child; the peak from its own rusage (wait4)."""
     out_path = cwd / "child.out"
@@ -237,7 +250,8 @@ def ingest_case(work: Path, name: str, attachment: Path, filename: str,
     _mail(home / "request.eml", "alice@program.test",
           "Re: [INC-2026-0001] Security incident notification", "Thu, 26 Nov 2026 12:30:00 +0000",
           "<request@program.test>", "/request certificate-list due 2026-12-05\n")
-    list_mail(home / "list.eml", attachment, filename, ctype)
+    in_child(f"list_mail(Path({str(home / 'list.eml')!r}), Path({str(attachment)!r}), "
+             f"{filename!r}, {ctype!r})")
     cli = [sys.executable, "-m", "bot.cli", "--config", str(home / "config.toml")]
     measure([*cli, "ingest", str(home / "notify.eml"), str(home / "request.eml")], home)
     wall, rss, out = measure([*cli, "ingest", str(home / "list.eml")], home)
@@ -312,12 +326,12 @@ def main() -> None:
     packed = work / f"serials-{args.rows}.csv.gz"
     big = work / f"serials-{args.big_rows}.csv.gz"
     pem_path = work / f"certs-{args.certs}.pem"
-    for needed, path, make in ((("csv",), plain, lambda p: make_serial_csv(p, args.rows)),
-                               (("gzip", "big"), packed, lambda p: make_serial_csv(p, args.rows)),
-                               (("big",), big, lambda p: make_serial_csv(p, args.big_rows)),
-                               (("pem",), pem_path, lambda p: make_pem(p, args.certs))):
+    for needed, path, make in ((("csv",), plain, f"make_serial_csv(P, {args.rows})"),
+                               (("gzip", "big"), packed, f"make_serial_csv(P, {args.rows})"),
+                               (("big",), big, f"make_serial_csv(P, {args.big_rows})"),
+                               (("pem",), pem_path, f"make_pem(P, {args.certs})")):
         if only.intersection(needed) and not path.exists():
-            make(path)
+            in_child(f"P = Path({str(path)!r}); {make}")
     gzip_rss = None
     if "csv" in only:
         report("CSV, uncompressed", args.rows,
