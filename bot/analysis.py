@@ -93,8 +93,14 @@ def _certificate_lists(message: ParsedMessage) -> list[Attachment]:
         from bot.parse.certlists import looks_like_certificate_list
     except ImportError:  # the list parser lands separately
         return []
-    return [a for a in message.attachments
-            if looks_like_certificate_list(a.filename, a.content_type, a.data)]
+    lists = []
+    for attachment in message.attachments:
+        # A stream: a large list lifted out of the message is not decoded whole here.
+        with attachment.open() as stream:
+            if looks_like_certificate_list(attachment.filename, attachment.content_type,
+                                           stream):
+                lists.append(attachment)
+    return lists
 
 
 def _final_report(message: ParsedMessage, ruleset: object) -> object | None:

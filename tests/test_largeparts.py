@@ -66,3 +66,49 @@ def test_a_large_base64_text_body_is_parsed_the_ordinary_way(monkeypatch) -> Non
     raw = msg.as_bytes()
     assert lift(raw)[1] is None  # no file name: not an attachment, not lifted
     assert parse_message(raw).text_plain == _ordinary(raw, monkeypatch).text_plain == body
+
+
+def _with_body(base64_text: bytes) -> bytes:
+    """A list mail whose attachment body is `base64_text`, as a sender wrote it."""
+    return (b"From: incidents@exampleca.test\r\nTo: rootnotify@program.test\r\n"
+            b"Subject: the list\r\nMessage-ID: <b64@exampleca.test>\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n--XX\r\n'
+            b"Content-Type: text/plain\r\n\r\nattached\r\n--XX\r\n"
+            b'Content-Type: text/csv; name="list.csv"\r\nContent-Disposition: attachment; '
+            b'filename="list.csv"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+            + base64_text + b"\r\n--XX--\r\n")
+
+
+@pytest.mark.parametrize("shape", ["76 CRLF", "64 LF", "one line", "padded 1", "padded 2",
+                                   "short of a group", "padding inside", "bad padding"])
+def test_a_lifted_list_read_as_a_stream_is_the_bytes_it_decodes_to(monkeypatch, shape) -> None:
+    import base64
+
+    import bot.parse.largeparts as largeparts
+
+    # Slices of a few KB, not aligned to lines or groups of four: many slice edges.
+    monkeypatch.setattr(largeparts, "STREAM_SLICE_BYTES", 4099)
+    data = os.urandom(LIFT_MIN_BYTES + {"padded 1": 2, "padded 2": 1}.get(shape, 0) + 300)
+    text = base64.b64encode(data)
+    if shape == "short of a group":
+        text = text[:-1]  # not a whole number of groups: `decode` keeps the text
+    if shape == "padding inside":
+        text = text[:40_000] + b"==" + text[40_000:]
+    if shape == "bad padding":
+        text = text[:-4] + b"A=B="
+    width, end = {"64 LF": (64, b"\n"), "one line": (len(text), b"")}.get(shape, (76, b"\r\n"))
+    body = end.join(text[i:i + width] for i in range(0, len(text), width))
+    attachment = parse_message(_with_body(body)).attachments[-1]
+    decoded_whole: list[int] = []
+    decode = largeparts.LiftedParts.decode
+    monkeypatch.setattr(largeparts.LiftedParts, "decode",
+                        lambda parts, index: decoded_whole.append(index) or decode(parts, index))
+    with attachment.open() as stream:
+        streamed = stream.read()
+    head, size = attachment.head(1000), attachment.size
+    streamable = shape in ("76 CRLF", "64 LF", "one line", "padded 1", "padded 2")
+    assert (decoded_whole == []) == streamable  # the others are decoded whole, as before
+    whole = attachment.data
+    assert (streamed, head, size) == (whole, whole[:1000], len(whole))
+    if streamable:
+        assert whole == data

@@ -628,3 +628,29 @@ def test_an_extra_certificate_with_an_impossible_version_is_skipped_not_fatal():
     result = verify_message(raw, anchors=anchors(*TB), at=NOW)
     assert (result.status, result.reason) == ("valid", verify_message(
         sample, anchors=anchors(*TB), at=NOW).reason)
+
+
+@pytest.mark.parametrize("opaque", [False, True], ids=["multipart/signed", "pkcs7-mime"])
+@pytest.mark.parametrize("levels", [1, 2])
+def test_a_signature_inside_a_multipart_beside_a_large_part_is_found(tmp_path, pki, opaque,
+                                                                      levels):
+    signed = openssl_sign(tmp_path, pki["rsa"], text_entity("Revoke 3 certificates.\n"),
+                          opaque=opaque)
+    # The signed entity, without the top-level headers openssl writes, as a part.
+    split = re.search(rb"\r?\n\r?\n", signed)
+    assert split is not None
+    headers, body = signed[:split.start()], signed[split.end():]
+    entity = b"\r\n".join(line for line in headers.replace(b"\r\n", b"\n").split(b"\n")
+                          if line.lower().startswith((b"content-", b"mime-", b"\t", b" ")))
+    part = entity + b"\r\n\r\n" + body
+    filler = (b"Content-Type: text/csv; name=list.csv\r\nContent-Transfer-Encoding: base64\r\n"
+              b"\r\n" + base64.encodebytes(b"serial,issuer\r\n" * 20_000).replace(b"\n", b"\r\n"))
+    for level in range(levels):
+        boundary = f"mixed-{level}".encode()
+        part = (b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\r\n\r\n--'
+                + boundary + b"\r\n" + filler + b"\r\n--" + boundary + b"\r\n" + part
+                + b"\r\n--" + boundary + b"--\r\n")
+    raw = b"From: alice@ca.example\r\nSubject: the list\r\nMIME-Version: 1.0\r\n" + part
+    result = verify_message(raw, anchors=[pki["root"].cert], at=AT)
+    assert result.status == "valid", result.reason
+    assert "inside a multipart" in result.reason

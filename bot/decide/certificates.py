@@ -1,13 +1,15 @@
 """A CA's certificate list in the thread: store its certificates and domains, then a receipt.
 
-Each attached list is streamed from the parser into the database in chunks
-(one `executemany` of CHUNK_ROWS rows at a time), so memory stays flat
-whatever the list's length. Duplicates — inside a list, across lists, or on
-a retry of the same message — are counted once by the unique keys. Rejected
-lines are recorded with their line numbers and reasons in a
-`certificate-list` event whose data carries "rejected": N (show --json sums
-it). A list cut short by a decompression limit (zip or gzip bomb) keeps what
-was read before the limit; the CA and staff are told. The list satisfies the
+Each attached list is streamed from the parser into a stage (temporary
+tables, storage.certstage) and from there into the incident's tables in key
+order, CHUNK_ROWS rows a transaction, so memory stays flat whatever the
+list's length and each page of the unique indexes is written about once.
+Duplicates — inside a list, across lists, or on a retry of the same
+message — are counted once by the unique keys. Rejected lines are recorded
+with their line numbers and reasons in a `certificate-list` event whose
+data carries "rejected": N (show --json sums it). A list cut short by a
+decompression limit (zip or gzip bomb) keeps what was read before the
+limit; the CA and staff are told. The list satisfies the
 open `certificate-list` deadline (R2) even with rejected lines.
 
 Storing happens before the message is acted on (`store_lists_before_acting`,
@@ -30,12 +32,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
-from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
+import sqlalchemy as sa
 from sqlmodel import Session
 
 from bot.analysis import Analysis
@@ -59,28 +61,24 @@ from bot.parse.message import Attachment
 from storage.certificates import (
     certificate_count,
     domain_count,
-    insert_certificates,
-    insert_domains,
     list_loads,
     save_list_load,
 )
+from storage.certstage import ListStage, move_certificates, move_domains
 from storage.models import CertificateListLoad, Event, InboundMessage, Incident
 
 log = logging.getLogger("rootnotify.decide.certificates")
 
-# Rows per executemany, and per write transaction when stored before acting.
-# Each chunk rewrites the unique indexes' pages its random keys land on, so
-# bigger chunks rewrite each page fewer times: a 1,000,000-row list stored in
-# 28.7 s with 10,000-row chunks against 31-34 s with 5,000 (measured with the
-# bulk connection's unsynced commits, storage.db). Its longest chunk held the
-# write lock 0.27 s (a few MB of tuples with their domains), so a waiting
-# SMTP commit still gets in well within a second.
+# Rows moved from the stage into the incident per write transaction (and
+# names per domain transaction). The rows of a chunk are a range of the
+# unique index's keys, so its pages are written once whatever the chunk's
+# size; the size bounds how long a chunk holds the write lock (10,000 rows:
+# ~0.05 s, 1,000,000-row list, storage.certstage) against the fixed cost of
+# a transaction and its progress row (~100 of them a million rows).
 CHUNK_ROWS = 10_000
-# A chunk is flushed early at this many distinct domains per CHUNK_ROWS: rows
-# name one to three, so the common two still make chunks of CHUNK_ROWS rows
-# (flushing at CHUNK_ROWS domains made twice the transactions, each one
-# rewriting most of the unique indexes' hot pages).
-CHUNK_DOMAINS_PER_ROW = 2
+# Parsed rows kept in memory before they are appended to the stage: one
+# executemany's worth, a few MB.
+STAGE_BATCH_ROWS = 10_000
 # Rejected lines kept per list in the event and quoted in the receipt: enough
 # to show the CA what is wrong; the count says how many there were.
 FIRST_REJECTIONS = 10
@@ -133,9 +131,37 @@ def _rejections_json(rejections: list[RejectedLine]) -> list[dict[str, Any]]:
             for r in rejections]
 
 
-# Opens one write transaction for one chunk (the pipeline's bulk writer), or
-# hands out the act transaction's own session.
-Transaction = Callable[[], AbstractContextManager[Session]]
+class ListWriter(Protocol):
+    """Where a list is stored: its stage (temporary tables) and its write transactions.
+
+    The pipeline's bulk writer (storage.db.BulkWriter) gives a transaction
+    a chunk; `InTransaction` gives the act transaction's own session to both.
+    """
+
+    connection: sa.Connection
+
+    def stage(self) -> AbstractContextManager[Any]: ...
+
+    def write(self) -> AbstractContextManager[Session]: ...
+
+
+class InTransaction:
+    """Everything inside one open session's transaction (the act handler's)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.connection = session.connection()
+
+    @contextmanager
+    def stage(self) -> Iterator[Any]:
+        cursor = self.connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+    def write(self) -> AbstractContextManager[Session]:
+        return nullcontext(self.session)
 
 
 def _key(sha256: str | None, serial: str | None, issuer: str | None,
@@ -150,61 +176,67 @@ def _key(sha256: str | None, serial: str | None, issuer: str | None,
     return None
 
 
-_by_key = itemgetter(0, 1)  # (incident_id, key): the unique index's order
-
-
 def _reject(outcome: ListOutcome, item: RejectedLine) -> None:
     outcome.rejected += 1
     if len(outcome.first_rejections) < FIRST_REJECTIONS:
         outcome.first_rejections.append(item)
 
 
-def store_list(transaction: Transaction, incident_id: str, inbound_id: int, position: int,
+def store_list(writer: ListWriter, incident_id: str, inbound_id: int, position: int,
                attachment: Attachment, prior: CertificateListLoad | None = None,
                limits: ListLimits = DEFAULT_LIST_LIMITS) -> ListOutcome:
-    """Stream one attached list into Certificate and Domain rows, CHUNK_ROWS a transaction.
+    """Stream one attached list into Certificate and Domain rows (storage.certstage).
 
-    The list is read between transactions, so a transaction holds only its
-    chunk's inserts and the list's progress. `prior` is the progress an
-    earlier, interrupted pass left: what it inserted still counts as new.
+    The parsed rows go to the list's stage STAGE_BATCH_ROWS at a time, in
+    one transaction of the stage's own that takes no lock on the database
+    (each commit of the stage flushes its cache: a hundred of them doubled
+    the staging time); then they move into the incident's tables in key
+    order, CHUNK_ROWS a write transaction, each recording the list's
+    progress. `prior` is the progress an earlier, interrupted pass left:
+    what it inserted still counts as new.
     """
     started = time.perf_counter()
     outcome = ListOutcome(attachment.filename)
     if prior is not None:
         outcome.new_certificates, outcome.new_domains = prior.new_certificates, prior.new_domains
+    stage: ListStage | None = None
+    try:
+        with writer.stage() as cursor:
+            stage = ListStage(cursor, writer.connection.dialect)
+            _stage_rows(stage, outcome, attachment, limits)
+            stage.index()
+            steps = ([("certificates", r) for r in stage.certificate_ranges(CHUNK_ROWS)]
+                     + [("domains", r) for r in stage.domain_ranges(CHUNK_ROWS)])
+        _move(writer, steps, outcome, incident_id, inbound_id, position, started)
+    finally:
+        if stage is not None:
+            with writer.stage() as cursor:
+                stage.cursor = cursor
+                stage.drop()
+    return outcome
+
+
+def _stage_rows(stage: ListStage, outcome: ListOutcome, attachment: Attachment,
+                limits: ListLimits) -> None:
+    """Parse the list into its stage; rejected lines are counted in `outcome`."""
     rows: list[tuple[Any, ...]] = []
     domains: set[str] = set()
-    chunk_domains = CHUNK_ROWS * CHUNK_DOMAINS_PER_ROW
+    seq = 0
 
-    def flush(complete: bool) -> None:
-        # In key order, as the domains: the unique index's pages are then
-        # visited once each, in order, not at random (a third less time).
-        # Sorted before the transaction begins, so the write lock is not held for it.
-        rows.sort(key=_by_key)
-        names = sorted(domains)
+    def flush() -> None:
+        stage.add_certificates(rows)
+        stage.add_domains(domains)
         outcome.rows += len(rows)
-        with transaction() as session:
-            began = time.perf_counter()
-            outcome.new_certificates += insert_certificates(session, rows)
-            outcome.new_domains += insert_domains(session, incident_id, names)
-            outcome.seconds = time.perf_counter() - started
-            outcome.chunks += 1
-            save_list_load(session, outcome.load(inbound_id, position, incident_id, complete))
-        # Measured after the commit; the row above has the longest of the chunks before.
-        held = time.perf_counter() - began
-        if held > outcome.longest_chunk:
-            outcome.longest_chunk = held
-            if complete:
-                with transaction() as session:
-                    save_list_load(session, outcome.load(inbound_id, position, incident_id,
-                                                         complete))
         rows.clear()
         domains.clear()
 
+    # A stream: a large list is decoded from the raw message as it is read,
+    # never held whole beside its rows.
+    stream = attachment.open()
     try:
         # Plain tuples from the parser, unpacked here: at a million rows every
         # attribute lookup and call per row shows (see bench/certlists_ingest.py).
-        for item in iter_certificate_rows(attachment.filename, attachment.data, limits=limits):
+        for item in iter_certificate_rows(attachment.filename, stream, limits=limits):
             if type(item) is RejectedLine:
                 _reject(outcome, item)
                 continue
@@ -215,16 +247,45 @@ def store_list(transaction: Transaction, incident_id: str, inbound_id: int, posi
                 _reject(outcome, RejectedLine(line, "", "nothing identifies the certificate "
                                               "(no SHA-256, serial or crt.sh id)", source))
                 continue
-            # In storage.certificates.CERTIFICATE_COLUMNS order.
-            rows.append((incident_id, key, sha256, serial, issuer, subject, "\n".join(dns_names),
-                         not_before, not_after, precertificate, crtsh_id, inbound_id))
+            # In storage.certstage.STAGED_COLUMNS order.
+            seq += 1
+            rows.append((seq, key, sha256, serial, issuer, subject, "\n".join(dns_names),
+                         not_before, not_after, precertificate, crtsh_id))
             domains.update(dns_names)
-            if len(rows) >= CHUNK_ROWS or len(domains) >= chunk_domains:
-                flush(complete=False)
+            if len(rows) >= STAGE_BATCH_ROWS:
+                flush()
     except LimitExceeded as exc:
         outcome.limit = str(exc)
-    flush(complete=True)
-    return outcome
+    finally:
+        stream.close()
+    flush()
+
+
+def _move(writer: ListWriter, steps: list[tuple[str, tuple[str, str | None]]],
+          outcome: ListOutcome, incident_id: str, inbound_id: int, position: int,
+          started: float) -> None:
+    """Move the staged rows, then names, into the incident: a key range a write transaction."""
+    for number, (what, bounds) in enumerate(steps, 1):
+        complete = number == len(steps)
+        with writer.write() as session:
+            began = time.perf_counter()
+            connection = session.connection()
+            if what == "certificates":
+                outcome.new_certificates += move_certificates(connection, incident_id,
+                                                              inbound_id, bounds)
+            else:
+                outcome.new_domains += move_domains(connection, incident_id, bounds)
+            outcome.seconds = time.perf_counter() - started
+            outcome.chunks += 1
+            save_list_load(session, outcome.load(inbound_id, position, incident_id, complete))
+        # Measured after the commit; the row above has the longest of the chunks before.
+        held = time.perf_counter() - began
+        if held > outcome.longest_chunk:
+            outcome.longest_chunk = held
+            if complete:
+                with writer.write() as session:
+                    save_list_load(session, outcome.load(inbound_id, position, incident_id,
+                                                         complete))
 
 
 def store_lists_before_acting(ctx: Context, inbound_id: int, analysis: Analysis) -> None:
@@ -248,7 +309,7 @@ def store_lists_before_acting(ctx: Context, inbound_id: int, analysis: Analysis)
             if load is not None and load.incident_id == incident_id and load.complete:
                 continue
             prior = load if load is not None and load.incident_id == incident_id else None
-            outcome = store_list(bulk.write, incident_id, inbound_id, position, attachment,
+            outcome = store_list(bulk, incident_id, inbound_id, position, attachment,
                                  prior, list_limits(ctx))
             log.info("message %s in %s: %s in %.2f s, %d chunk(s), longest write "
                      "transaction %.3f s", inbound_id, incident_id, _summary(outcome),
@@ -285,7 +346,7 @@ def handle_certificate_list(session: Session, ctx: Context, inbound: InboundMess
         if mine and load is not None and load.complete:
             outcome = ListOutcome.from_load(load)  # stored before acting
         else:
-            outcome = store_list(lambda: nullcontext(session), incident.id, inbound.id,
+            outcome = store_list(InTransaction(session), incident.id, inbound.id,
                                  position, attachment, load if mine else None,
                                  list_limits(ctx))
             log.info("message %s in %s: %s in %.2f s", inbound.id, incident.id,

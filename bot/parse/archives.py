@@ -236,9 +236,9 @@ def _zip_entry_count(data: bytes) -> int | None:
 
 
 def iter_members(
-    filename: str, data: bytes, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS
+    filename: str, data: bytes | BinaryIO, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS
 ) -> Iterator[tuple[str, io.BufferedReader]]:
-    """Yield `(source name, stream)` for each readable member of `data`.
+    """Yield `(source name, stream)` for each readable member of `data` (bytes or a stream).
 
     Uncompressed data is one member named `filename`. A gzip file is one
     member named `filename`; a zip yields each file as `filename/member`.
@@ -247,7 +247,10 @@ def iter_members(
     container itself cannot be opened.
     """
     budget = _Budget(limits)
-    yield from _open(filename, io.BytesIO(data), data, budget, depth=0)
+    if isinstance(data, bytes):
+        yield from _open(filename, io.BytesIO(data), data, budget, depth=0)
+    else:
+        yield from _open(filename, data, None, budget, depth=0)
 
 
 def _open(
@@ -270,7 +273,9 @@ def _open(
         if depth + 1 > limits.max_depth:
             raise LimitExceeded("archive nesting depth", depth + 1, limits.max_depth)
         if data is None:
-            data = _read_nested(buffered, limits)
+            # A zip is read whole (its directory is at the end); one given as
+            # a stream at the top is bounded by the message size, as bytes are.
+            data = _read_nested(buffered, limits) if depth else buffered.read()
         yield from _open_zip(name, data, budget, depth + 1)
         return
     if depth == 0:

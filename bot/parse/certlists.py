@@ -27,6 +27,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 from bot.errors import LimitExceeded
 from bot.parse.archives import (
@@ -123,7 +124,7 @@ def _header_first(head_text: str) -> bool:
 
 
 def iter_certificate_list(
-    filename: str, data: bytes, *, limits: ListLimits = DEFAULT_LIMITS
+    filename: str, data: bytes | BinaryIO, *, limits: ListLimits = DEFAULT_LIMITS
 ) -> Iterator[CertRecord | RejectedLine]:
     """Yield a record per certificate or row and a `RejectedLine` per unreadable line.
 
@@ -134,7 +135,7 @@ def iter_certificate_list(
 
 
 def iter_certificate_rows(
-    filename: str, data: bytes, *, limits: ListLimits = DEFAULT_LIMITS
+    filename: str, data: bytes | BinaryIO, *, limits: ListLimits = DEFAULT_LIMITS
 ) -> Iterator[CertFields | RejectedLine]:
     """As `iter_certificate_list`, each record as its CertFields tuple: for bulk inserts.
 
@@ -144,7 +145,8 @@ def iter_certificate_rows(
         yield _fields(item) if type(item) is CertRecord else item  # type: ignore[misc,arg-type]
 
 
-def _iter_items(filename: str, data: bytes, limits: ListLimits) -> Iterator[AnyItem]:
+def _iter_items(filename: str, data: bytes | BinaryIO, limits: ListLimits
+                ) -> Iterator[AnyItem]:
     reader = _CertReader()
     members = iter_members(filename, data, limits.archive)
     while True:
@@ -210,11 +212,13 @@ _LIST_CONTENT_TYPES = frozenset(
 _NOT_LISTS = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
 
 
-def looks_like_certificate_list(filename: str, content_type: str, data: bytes) -> bool:
+def looks_like_certificate_list(filename: str, content_type: str,
+                                data: bytes | io.BufferedReader) -> bool:
     """Whether an attachment is a certificate list: by its name or type, then its content.
 
     Compressed attachments are judged by their first members, so a .docx
-    (a zip of XML) is not taken for a list.
+    (a zip of XML) is not taken for a list. `data` may be a stream (read
+    from, not closed).
     """
     name = filename.lower()
     ctype, _, params = content_type.lower().partition(";")
@@ -224,8 +228,9 @@ def looks_like_certificate_list(filename: str, content_type: str, data: bytes) -
     if "smime-type" in params and "certs-only" not in params:
         return False
     named = name.endswith(_LIST_EXTENSIONS) or ctype in _LIST_CONTENT_TYPES
-    if not is_compressed(data):
-        return _head_looks_like(named, ctype, data[:CHUNK])
+    head = data[:CHUNK] if isinstance(data, bytes) else data.peek(CHUNK)[:CHUNK]
+    if not is_compressed(head):
+        return _head_looks_like(named, ctype, head)
     try:
         for seen, (member, stream) in enumerate(iter_members(filename, data)):
             member_named = member.lower().endswith(_LIST_EXTENSIONS)

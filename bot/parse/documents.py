@@ -12,8 +12,10 @@ from __future__ import annotations
 import io
 import logging
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from typing import Protocol
 
 log = logging.getLogger("rootnotify.parse")
 
@@ -357,19 +359,53 @@ def _kind(filename: str, content_type: str, data: bytes) -> str:
     return "unknown"
 
 
+# Bytes `_kind` looks at, at most.
+KIND_HEAD_BYTES = 2048
+
+
+class _Attached(Protocol):
+    filename: str
+    content_type: str
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+    def head(self, size: int) -> bytes: ...
+
+
+def extract_attachment_text(att: _Attached) -> DocumentText:
+    """`extract_text` of an attachment, which reads its bytes only when it is a document.
+
+    A certificate list is neither text nor a document here: its kind, size
+    and the answer come from its first bytes and its length, so a large one
+    lifted out of the message (bot.parse.largeparts) is not decoded for it.
+    """
+    return _extract(att.filename, att.content_type, att.size, att.head(KIND_HEAD_BYTES),
+                    lambda: att.data)
+
+
 def extract_text(filename: str, content_type: str, data: bytes) -> DocumentText:
     """The text (and PDF form fields) of one attachment; never raises."""
-    kind = _kind(filename, content_type, data)
-    if len(data) > MAX_DOCUMENT_BYTES:
-        return DocumentText(kind, "", error=f"too large to be a form ({len(data):,} bytes; "
+    return _extract(filename, content_type, len(data), data[:KIND_HEAD_BYTES], lambda: data)
+
+
+def _extract(filename: str, content_type: str, size: int, head: bytes,
+             load: Callable[[], bytes]) -> DocumentText:
+    kind = _kind(filename, content_type, head)
+    if size > MAX_DOCUMENT_BYTES:
+        return DocumentText(kind, "", error=f"too large to be a form ({size:,} bytes; "
                             f"the limit is {MAX_DOCUMENT_BYTES:,}); not opened")
+    if kind == "unknown":
+        return DocumentText("unknown", "", error=f"format not read ({content_type or 'unknown'});"
+                            " a form can be sent as text, .docx, PDF or HTML")
+    data = load()
     if kind == "pdf":
         return pdf_to_text(data)
     if kind == "docx":
         return docx_to_text(data)
     if kind == "html":
         return html_to_text(decode_text(data))
-    if kind == "text":
-        return _limited("text", [decode_text(data)])
-    return DocumentText("unknown", "", error=f"format not read ({content_type or 'unknown'}); "
-                        "a form can be sent as text, .docx, PDF or HTML")
+    return _limited("text", [decode_text(data)])

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from bot.parse.dates import parse_when
-from bot.parse.documents import PdfField, extract_text, html_to_text
+from bot.parse.documents import PdfField, extract_attachment_text, html_to_text
 from bot.parse.message import Attachment, ParsedMessage, parse_message
 from bot.rules.formfields import CATEGORY_PATTERNS, LABELS, LONGEST_LABEL, normalize_label
 from bot.rules.rulesets import (
@@ -335,7 +335,7 @@ def _attachment_form(
         if form.source != "the message body":
             where = f"{form.source} of {where}"
         return _with(form, source=where), []
-    doc = extract_text(att.filename, att.content_type, att.data)
+    doc = extract_attachment_text(att)
     errors = [f"{source}: {doc.error}"] if doc.error else []
     if doc.fields:
         form = _from_pdf_fields(doc.fields, tz, source)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import io
 import logging
 import re
 from collections.abc import Callable
@@ -36,6 +37,10 @@ _MSGID_RE = re.compile(r"<[^<>\s]+>")
 # hundreds of recipients stay well under it.
 MAX_ADDRESS_HEADER = 16_384
 
+# Read-ahead of an attachment's stream: what the list parser peeks at to sniff
+# the format (bot.parse.archives.CHUNK).
+STREAM_BUFFER_BYTES = 1 << 16
+
 # mail-parser logs every content type it does not flatten; that is not news.
 logging.getLogger("mailparser").setLevel(logging.ERROR)
 
@@ -48,23 +53,49 @@ class Attachment:
     once, when someone reads it, not while the message is parsed.
     """
 
-    __slots__ = ("_data", "_loader", "content_type", "filename")
+    __slots__ = ("_data", "_loader", "_parts", "content_type", "filename")
 
     def __init__(self, filename: str, content_type: str, data: bytes | None = None, *,
-                 loader: Callable[[], bytes] | None = None) -> None:
-        if data is None and loader is None:
-            raise TypeError("an Attachment needs data or a loader")
+                 loader: Callable[[], bytes] | None = None,
+                 lifted: tuple[LiftedParts, int] | None = None) -> None:
+        if data is None and loader is None and lifted is None:
+            raise TypeError("an Attachment needs data, a loader or a lifted part")
         self.filename = filename
         self.content_type = content_type
         self._data = data
+        self._parts = lifted  # read from the raw message without decoding it whole
+        if loader is None and lifted is not None:
+            loader = partial(lifted[0].decode, lifted[1])
         self._loader = loader
+
+    def open(self) -> io.BufferedReader:
+        """The bytes as a stream; a lifted part is decoded as it is read, never held whole."""
+        if self._data is None and self._parts is not None:
+            parts, index = self._parts
+            return io.BufferedReader(parts.open(index), buffer_size=STREAM_BUFFER_BYTES)
+        return io.BufferedReader(io.BytesIO(self.data),  # type: ignore[arg-type]
+                                 buffer_size=STREAM_BUFFER_BYTES)
+
+    def head(self, size: int) -> bytes:
+        """The first `size` bytes (fewer if it is shorter)."""
+        if self._data is None and self._parts is not None:
+            with self.open() as stream:
+                return stream.read(size)
+        return self.data[:size]
+
+    @property
+    def size(self) -> int:
+        if self._data is None and self._parts is not None:
+            parts, index = self._parts
+            return parts.size(index)
+        return len(self.data)
 
     @property
     def data(self) -> bytes:
         if self._data is None:
             assert self._loader is not None
             self._data = self._loader()
-            self._loader = None
+            self._loader = self._parts = None
         return self._data
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -289,7 +320,8 @@ _FIELD_START = re.compile(rb"^[^ \t\r\n]", re.MULTILINE)
 def _limit_head(raw: bytes, limits: MessageLimits, exceeded: list[str]) -> bytes:
     """`raw` with its header block cut to the header-count and line-length limits."""
     split = _HEAD_END.search(raw)
-    head, rest = (raw[: split.start()], raw[split.start():]) if split else (raw, b"")
+    # The body is sliced off only when the head is cut: a list mail's is ~100 MB.
+    head = raw[: split.start()] if split else raw
     lines = head.splitlines(keepends=True)
     long_lines = 0
     fields = 0
@@ -311,7 +343,7 @@ def _limit_head(raw: bytes, limits: MessageLimits, exceeded: list[str]) -> bytes
                         f"{limits.max_header_line} characters were cut")
     if not long_lines and fields <= limits.max_headers:
         return raw
-    return b"".join(kept) + rest
+    return b"".join(kept) + (raw[split.start():] if split else b"")
 
 
 def _prune(msg: Message, limits: MessageLimits, exceeded: list[str]) -> None:
@@ -494,7 +526,7 @@ def _attachment(item: dict, lifted: LiftedParts | None) -> Attachment:
         index = lifted.index_of(payload) if item.get("binary") else None
         if index is not None:
             lifted.resolved.add(index)
-            return Attachment(filename, content_type, loader=partial(lifted.decode, index))
+            return Attachment(filename, content_type, lifted=(lifted, index))
         item = {**item, "payload": lifted.restore(payload)}
     return Attachment(filename, content_type, _attachment_bytes(item))
 

@@ -7,7 +7,7 @@ it. Pure: a parsed message in, a `ReportCheck` out; never raises.
 
 from __future__ import annotations
 
-from bot.parse.documents import extract_text
+from bot.parse.documents import extract_attachment_text
 from bot.parse.message import ParsedMessage
 from bot.parse.reports import ReportCheck, check_final_report, looks_like_final_report
 from bot.rules.rulesets import Ruleset
@@ -20,7 +20,7 @@ def report_texts(message: ParsedMessage) -> list[tuple[str, str]]:
     """(source, text) for the body and every attachment whose text can be read."""
     texts = [("body", message.text_plain or "")]
     for attachment in message.attachments:
-        doc = extract_text(attachment.filename, attachment.content_type, attachment.data)
+        doc = extract_attachment_text(attachment)
         if doc.kind in REPORT_KINDS and doc.text.strip():
             texts.append((attachment.filename or doc.kind, doc.text))
     return texts

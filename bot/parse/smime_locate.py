@@ -70,9 +70,14 @@ def parse_entity(raw: bytes) -> Entity:
 
 def split_multipart(entity: Entity, boundary: str) -> list[bytes]:
     """The exact bytes of each body part; the line break before a delimiter belongs to it."""
+    return [entity.raw[start:end] for start, end in multipart_spans(entity, boundary)]
+
+
+def multipart_spans(entity: Entity, boundary: str) -> list[tuple[int, int]]:
+    """Where in `entity.raw` each body part of `split_multipart` lies, (start, end)."""
     body, first = entity.raw, entity.body_start
     delimiter = b"--" + boundary.encode("utf-8", "replace")
-    parts: list[bytes] = []
+    parts: list[tuple[int, int]] = []
     part_start: int | None = None
     search_from = first
     while len(parts) < MAX_MIME_PARTS:
@@ -95,7 +100,7 @@ def split_multipart(entity: Entity, boundary: str) -> list[bytes]:
             end = max(part_start, line_start - 1)
             if end > part_start and body[end - 1 : end] == b"\r":
                 end -= 1
-            parts.append(body[part_start:end])
+            parts.append((part_start, end))
         if closing:
             break
         part_start = line_end + 1
@@ -134,8 +139,16 @@ def find_smime(raw: bytes, depth: int = 0) -> tuple[str, Entity, int] | None:
     boundary = entity.param("boundary")
     if not boundary:
         return None
-    for part in split_multipart(entity, boundary):
-        found = find_smime(part, depth + 1)
+    raw = entity.raw
+    for start, end in multipart_spans(entity, boundary):
+        # A part is copied out only when it may hold S/MIME: by its own
+        # headers, judged first (a list mail's attachment part is ~100 MB).
+        head_end = _HEADER_END.search(raw, start, end)
+        if head_end is not None and not raw.startswith(b"From ", start):
+            head = parse_entity(raw[start:head_end.end()])
+            if smime_kind(head) is None and not head.content_type.startswith("multipart/"):
+                continue
+        found = find_smime(raw[start:end], depth + 1)
         if found is not None:
             return found
     return None
