@@ -63,8 +63,10 @@ class Stored:
 MIB = 1024 * 1024
 # How long `close` lets a child finish the message it is parsing.
 CLOSE_GRACE_SECONDS = 5.0
-# Looks for a dead child's exit code (see `_reaped`), and the wait in each.
-REAP_TRIES = 20
+# Looks for a dead child's exit code (see `_reaped`), and the wait in each:
+# up to 5 s, since on a loaded 2-core host 2 s once passed before the pool's
+# own thread had set the code (the death was then told as "ended abruptly").
+REAP_TRIES = 50
 REAP_WAIT_SECONDS = 0.1
 # What a child runs per message: `analyze` (a test injects one that crashes or hangs).
 Analyse = Callable[..., Analysis]
