@@ -62,7 +62,8 @@ def send_digest(ctx: Context, now: datetime) -> int:
             quarantined = queries.quarantined_since(session, since, MAX_ROWS)
             suppressed = queries.suppressed_replies_since(session, since)
             undisclosed = queries.undisclosed_incidents(session, DISCLOSING_RULESETS, MAX_ROWS)
-            if not (overdue or soon or proposals or forged or quarantined or undisclosed):
+            if not (overdue or soon or proposals or forged or quarantined or suppressed
+                    or undisclosed):
                 # Nothing to report (a first start, a quiet day): no mail; the day's
                 # key stays written, so the day is not looked at again.
                 log.info("digest %s: nothing to report, not sent", key)
