@@ -32,7 +32,7 @@ from bot.parse.certlists import (
     iter_certificate_list,
     looks_like_certificate_list,
 )
-from tests.corpus import corpus_file
+from tests.corpus import corpus_file, shared_corpus
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -528,6 +528,7 @@ CORPUS_EXPECTED = {
 }
 
 
+@shared_corpus
 @pytest.mark.parametrize("name", sorted(CORPUS_EXPECTED))
 def test_corpus_certs(name: str) -> None:
     path = corpus_file(f"certs/{name}")
@@ -539,6 +540,7 @@ def test_corpus_certs(name: str) -> None:
     assert not any("internal error" in r.reason for r in rejections(items))
 
 
+@shared_corpus
 def test_corpus_garbage_chain_lines_and_key_block() -> None:
     path = corpus_file("certs/pyca-cryptography.io.chain_with_garbage.pem")
     items = parse(path.name, path.read_bytes())
@@ -547,6 +549,7 @@ def test_corpus_garbage_chain_lines_and_key_block() -> None:
     assert records(items)[0].dns_names == ("www.cryptography.io", "cryptography.io")
 
 
+@shared_corpus
 def test_corpus_invalid_utf8_name_still_counts() -> None:
     path = corpus_file("certs/pyca-invalid_utf8_common_name.pem")
     (record,) = parse(path.name, path.read_bytes())
@@ -554,6 +557,7 @@ def test_corpus_invalid_utf8_name_still_counts() -> None:
     assert record.subject is None and record.sha256 is not None
 
 
+@shared_corpus
 def test_corpus_openssl_text_preamble() -> None:
     path = corpus_file("smime/rt-demoCA-cacert.pem")
     (record,) = parse(path.name, path.read_bytes())

@@ -41,6 +41,7 @@ from tests.harness import (
     BOT,
     CA_CONTACT,
     COMPLETE_FORM,
+    ROOTNOTIFY,
     STAFF,
     WAIT_SECONDS,
     Sink,
@@ -58,7 +59,7 @@ START_SECONDS = 30.0
 
 
 def _start(config_path, log) -> subprocess.Popen:  # type: ignore[no-untyped-def]
-    proc = subprocess.Popen(["rootnotify", "--config", str(config_path), "serve"],
+    proc = subprocess.Popen([*ROOTNOTIFY, "--config", str(config_path), "serve"],
                             stdout=log, stderr=log, start_new_session=True)
     port = load_config(config_path).smtp.port
     deadline = time.monotonic() + START_SECONDS
@@ -137,7 +138,7 @@ def test_sigkill_mid_flight_loses_nothing_and_duplicates_nothing(tmp_path):
             # Mails claimed by the killed process wait out their lease (CLAIM_LEASE);
             # move time past it instead of waiting: `tick --now`.
             later = datetime.now(UTC) + CLAIM_LEASE + timedelta(minutes=1)
-            subprocess.run(["rootnotify", "--config", str(config_path), "tick", "--now",
+            subprocess.run([*ROOTNOTIFY, "--config", str(config_path), "tick", "--now",
                             later.isoformat()], check=True, timeout=120, capture_output=True)
         assert queued() == 0
         with db.read() as session:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from bot.parse.message import ParsedMessage, parse_message
 from bot.rules.hygiene import LOOP_HEADER, RULES, AutomaticVerdict, is_bounce, judge, rules_table
-from tests.corpus import corpus_file, corpus_files
+from tests.corpus import corpus_file, corpus_files, shared_corpus
 
 MARKER = "rn-test-3f9a1c"
 
@@ -86,12 +86,14 @@ MALFORMED_BOUNCES = {
 }
 
 
+@shared_corpus
 @pytest.mark.parametrize("name", sorted(AUTOREPLY))
 def test_corpus_autoreply(name: str) -> None:
     verdict = _judge(corpus_file(f"autoreply/{name}").read_bytes())
     assert (verdict.kind, verdict.rule) == AUTOREPLY[name], verdict.reason
 
 
+@shared_corpus
 @pytest.mark.parametrize("name", sorted(DSN))
 def test_corpus_dsn(name: str) -> None:
     raw = corpus_file(f"dsn/{name}").read_bytes()
@@ -100,6 +102,7 @@ def test_corpus_dsn(name: str) -> None:
     assert is_bounce(parse_message(raw)) == (DSN[name][0] == "bounce")
 
 
+@shared_corpus
 def test_every_corpus_autoreply_and_dsn_file_has_an_expectation() -> None:
     names = {p.name for p in corpus_files("autoreply")} | {p.name for p in corpus_files("dsn")}
     if not names:
@@ -107,6 +110,7 @@ def test_every_corpus_autoreply_and_dsn_file_has_an_expectation() -> None:
     assert names == set(AUTOREPLY) | set(DSN)
 
 
+@shared_corpus
 def test_corpus_plain_is_written_by_people() -> None:
     files = corpus_files("plain")
     if not files:
@@ -122,6 +126,7 @@ def test_corpus_plain_is_written_by_people() -> None:
             assert verdict.kind is None, (path.name, verdict)
 
 
+@shared_corpus
 def test_corpus_malformed_no_crash_and_no_false_bounce() -> None:
     files = corpus_files("malformed")
     if not files:
