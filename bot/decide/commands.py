@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from bot.analysis import Analysis
+from bot.clock import as_utc
 from bot.context import Context
 from bot.decide.classify import Classification
 from bot.decide.digest import UNAUTHENTICATED_EVENT
@@ -54,7 +55,9 @@ def handle_command(session: Session, ctx: Context, inbound: InboundMessage, anal
     if not auth.ok:
         _unauthenticated(session, inbound, incident, sender, auth.reason)
         return
-    now = ctx.clock.now()
+    # The mail's receipt, not the time it is processed: a backlog, `ingest` of old
+    # mail or `reprocess` must judge and date its commands as live SMTP did.
+    now = as_utc(inbound.received_at)
     parsed = parse_commands(analysis.body_text, ctx.config.bot.timezone)
     problems = [p for p in parsed if isinstance(p, CommandProblem)]
     commands = [c for c in parsed if isinstance(c, Command)]
