@@ -652,3 +652,27 @@ def test_a_certificate_with_an_impossible_version_is_a_clear_rejection():
     [rejected] = rejections(parse("m.der", bytes(der)))
     assert rejected.reason.endswith("(not a readable certificate: 5 is not a valid X509 "
                                     "version)")
+
+
+# ------------------------------------------------- odd files made by openssl
+
+
+@pytest.fixture(scope="module")
+def odd_files(tmp_path_factory):  # type: ignore[no-untyped-def]
+    from tests.mailcorpus import certfiles_openssl
+
+    return certfiles_openssl.build(tmp_path_factory.mktemp("certfiles"))
+
+
+@pytest.mark.parametrize("name", [
+    "one.der", "one-crlf.pem", "one-with-text.pem", "bundle-with-key.pem", "bundle.p7b",
+    "bundle.p7b.pem", "one-trusted.pem", "bundle-torn.pem", "not-a-certificate.pem"])
+def test_an_odd_certificate_file_made_by_openssl_is_read_as_a_person_reads_it(odd_files, name):
+    from tests.mailcorpus.certfiles_openssl import EXPECTED, NAMES, SERIALS
+
+    items = parse(name, odd_files[name].read_bytes())
+    found, rejected = EXPECTED[name]
+    assert (len(records(items)), len(rejections(items))) == (found, rejected), items
+    assert [(r.serial, r.dns_names) for r in records(items)] \
+        == [(s, (n,)) for s, n in zip(SERIALS, NAMES, strict=True)][:found]
+    assert not any("internal error" in r.reason for r in rejections(items))
