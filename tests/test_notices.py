@@ -108,3 +108,19 @@ def test_2026_02_notices_say_remove_and_or_disallow(tmp_path):
         assert "remove and/or disallow" in notice.body
         assert show(bot, inc)["notices"][0]["effective_at"] == (
             (NOW + timedelta(days=7)).isoformat())
+
+
+def test_a_notice_exactly_7_days_after_the_command_is_given_one_second_sooner_is_refused(
+        tmp_path):
+    # The staff command arrives 2026-11-26 12:00 UTC: the earliest action is 2026-12-03 12:00.
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        sooner = command(bot, sink, f'/notice revoke-root "{ROOT_NAME}" on 2026-12-03T11:59:59Z',
+                         inc, expect="Command error")
+        assert "the earliest is 2026-12-03 12:00 UTC (P1)" in sooner.body
+        assert show(bot, inc)["notices"] == []
+        done = command(bot, sink, f'/notice revoke-root "{ROOT_NAME}" on 2026-12-03T12:00:00Z',
+                       inc)
+        assert "Notice given to Example CA" in done.body
+        [kept] = show(bot, inc)["notices"]
+        assert kept["effective_at"] == "2026-12-03T12:00:00+00:00"
