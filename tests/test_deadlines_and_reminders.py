@@ -252,3 +252,52 @@ def test_two_scheduler_processes_racing_on_one_due_reminder_send_it_once(tmp_pat
     db.dispose()
     assert stages == ["due-soon"]
     assert len(queued) == 1 and queued[0].startswith(f"[{inc}] Reminder")
+
+
+def out_kinds(bot, inc: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """The outgoing mails of the incident, as the outbox recorded them (sent or not yet)."""
+    return [m["kind"] for m in show(bot, inc)["messages"] if m["direction"] == "out"]
+
+
+def test_reminders_fall_exactly_one_day_before_and_exactly_at_the_due_time(tmp_path):
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        command(bot, sink, f"/request certificate-list due {DUE_DAY}", inc)
+        before = out_kinds(bot, inc)
+        tick(bot, DUE - timedelta(days=1, seconds=1))
+        assert out_kinds(bot, inc) == before  # one second too early
+        tick(bot, DUE - timedelta(days=1))  # the configured `due_soon` of 1 d, to the second
+        sink.wait_for(sink.to(CA_CONTACT, "Reminder"))
+        tick(bot, DUE - timedelta(seconds=1))
+        assert out_kinds(bot, inc) == [*before, "reminder"]
+        tick(bot, DUE)  # due now: overdue at the due time, escalated once
+        sink.wait_for(sink.to(CA_CONTACT, "Overdue"))
+        sink.wait_for(lambda r: STAFF in r.recipients and "Escalation" in r.subject)
+        assert out_kinds(bot, inc) == [*before, "reminder", "reminder", "escalation"]
+
+
+def test_a_request_due_within_a_day_gets_no_due_soon_reminder_only_the_overdue(tmp_path):
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        due = NOW + timedelta(hours=12)
+        command(bot, sink, f"/request info due {due.isoformat()}: the HSM serial numbers", inc)
+        before = out_kinds(bot, inc)
+        tick(bot, due - timedelta(hours=6))  # the request itself said it was due soon
+        assert out_kinds(bot, inc) == before
+        tick(bot, due)
+        sink.wait_for(sink.to(CA_CONTACT, "Overdue"))
+        assert out_kinds(bot, inc) == [*before, "reminder", "escalation"]
+
+
+def test_a_notice_period_reminds_staff_at_its_end_and_never_the_ca_before(tmp_path):
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        command(bot, sink, "/notice revoke-root example root r1 on 2026-12-03T12:00:00Z", inc)
+        before = out_kinds(bot, inc)
+        end = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+        tick(bot, end - timedelta(hours=20))  # no "due soon" about our own notice
+        assert out_kinds(bot, inc) == before
+        tick(bot, end)
+        [ended] = sink.wait_for(sink.to(STAFF, "Notice period ended"))
+        assert f"Notice period ended in {inc} (Example CA)" in ended.subject
+        assert out_kinds(bot, inc) == [*before, "reminder"]

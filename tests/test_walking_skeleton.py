@@ -196,3 +196,18 @@ def test_undecodable_bytes_are_stored_and_the_service_goes_on(tmp_path):
         with bot.ctx.db.read() as session:
             states = queries.message_state_counts(session)
         assert states == {"processed": 2}
+
+
+def test_a_form_without_any_time_is_acknowledged_as_not_judgeable_and_asked_for_it(tmp_path):
+    form = "\n".join(line for line in COMPLETE_FORM.splitlines()
+                     if not line.startswith(("When did the incident occur",
+                                             "When the CA discovered")))
+    with running_bot(tmp_path, at=NOW) as (bot, sink):
+        bot.send(make_mail(CA_CONTACT, "Security incident notification", form))
+        ack = sink.wait_for(sink.to(CA_CONTACT, "Notification received"))[0]
+        assert ("24-hour window: cannot be judged: the form gives no time of the incident "
+                "or of its discovery\r\n") in ack.body
+        assert "When the CA discovered the incident:" in ack.body  # asked for
+        data = show(bot, "INC-2026-0001")
+        assert data["notification_deadline"] is None and data["notified_on_time"] is None
+        assert data["missing_fields"] == ["discovered_at"]
