@@ -412,3 +412,14 @@ def test_judge_never_raises(
     if verdict.reason is not None:
         assert not re.search(r"[\x00-\x1f\x7f]", verdict.reason)
     assert isinstance(is_bounce(message), bool)
+
+
+def test_a_bare_delivery_status_mail_is_a_bounce() -> None:
+    # Some MTAs send the report part alone, as the whole mail.
+    raw = (b"From: postmaster@remote.test\r\nTo: rootnotify@program.test\r\n"
+           b"Subject: failure notice\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: message/delivery-status\r\n\r\n"
+           b"Reporting-MTA: dns; mx.remote.test\r\n\r\n"
+           b"Final-Recipient: rfc822; gone@remote.test\r\nAction: failed\r\nStatus: 5.1.1\r\n")
+    verdict = _judge(raw, envelope_from="")
+    assert (verdict.kind, verdict.rule) == ("bounce", "dsn-bare"), verdict
