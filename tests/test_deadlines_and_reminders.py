@@ -13,6 +13,7 @@ import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlmodel import select
 
 from bot.scheduler import run_scheduler
@@ -276,10 +277,11 @@ def test_reminders_fall_exactly_one_day_before_and_exactly_at_the_due_time(tmp_p
         assert out_kinds(bot, inc) == [*before, "reminder", "reminder", "escalation"]
 
 
-def test_a_request_due_within_a_day_gets_no_due_soon_reminder_only_the_overdue(tmp_path):
+@pytest.mark.parametrize("hours", [12, 24])  # 24: set exactly at its "due soon" time
+def test_a_request_due_within_a_day_gets_no_due_soon_reminder_only_the_overdue(tmp_path, hours):
     with story_bot(tmp_path, NOW) as (bot, sink, _pki):
         inc = notify(bot, sink)
-        due = NOW + timedelta(hours=12)
+        due = NOW + timedelta(hours=hours)
         command(bot, sink, f"/request info due {due.isoformat()}: the HSM serial numbers", inc)
         before = out_kinds(bot, inc)
         tick(bot, due - timedelta(hours=6))  # the request itself said it was due soon
