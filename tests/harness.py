@@ -12,6 +12,7 @@ import email
 import email.policy
 import smtplib
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -36,6 +37,10 @@ BOT = "rootnotify@program.test"
 CA_CONTACT = "incidents@exampleca.test"
 CA_OTHER_CONTACT = "security@exampleca.test"
 OTHER_CA_CONTACT = "pki@otherca.test"
+
+# The command line as a user runs it, started beside this interpreter rather than
+# from PATH: a virtualenv that is not activated has no `rootnotify` on PATH.
+ROOTNOTIFY = [sys.executable, "-m", "bot.cli"]
 
 # Long enough for a slow CI machine; a test that waits this long has failed.
 WAIT_SECONDS = 20.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import time
 import tracemalloc
 import zipfile
 import zlib
@@ -89,17 +88,20 @@ def test_zip_members_including_gzip_members_and_directories() -> None:
 def test_gigabyte_gzip_bomb_stops_on_ratio_quickly_in_little_memory() -> None:
     bomb = gigabyte_of_zeros_gz()
     assert len(bomb) < 2 << 20
+    seen: list[int] = []
     tracemalloc.start()
-    started = time.perf_counter()
     with pytest.raises(LimitExceeded) as info:
-        drain("bomb.csv.gz", bomb)
-    elapsed = time.perf_counter() - started
+        for _, stream in iter_members("bomb.csv.gz", bomb, DEFAULT_ARCHIVE_LIMITS):
+            while chunk := stream.read(1 << 16):
+                seen.append(len(chunk))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert info.value.limit == "compression ratio"
     assert info.value.maximum == 200
     assert info.value.value > 200
-    assert elapsed < 2
+    # Quickly, counted in work rather than in seconds on a shared machine: it stops
+    # at the 1 MiB grace, not after inflating any of the rest of the gigabyte.
+    assert sum(seen) <= 1 << 20
     assert peak < 8 << 20
 
 

@@ -17,7 +17,7 @@ from bot.parse.bounces import (
     verp_token,
 )
 from bot.parse.message import ParsedMessage, parse_message
-from tests.corpus import corpus_file, corpus_files
+from tests.corpus import corpus_file, corpus_files, shared_corpus
 
 
 def _bounce(raw: bytes, envelope_to: tuple[str, ...] = ()) -> BounceReport | None:
@@ -131,6 +131,7 @@ NOT_BOUNCES = {
 }
 
 
+@shared_corpus
 @pytest.mark.parametrize("relative", sorted(EXPECTED))
 def test_corpus_bounce(relative: str) -> None:
     kind, recipients, original, source = EXPECTED[relative]
@@ -145,11 +146,13 @@ def test_corpus_bounce(relative: str) -> None:
         assert addr_spec(recipient.address) == recipient.address
 
 
+@shared_corpus
 @pytest.mark.parametrize("relative", sorted(NOT_BOUNCES))
 def test_corpus_not_a_bounce(relative: str) -> None:
     assert _bounce(corpus_file(relative).read_bytes()) is None
 
 
+@shared_corpus
 def test_every_corpus_dsn_and_autoreply_file_has_an_expectation() -> None:
     names = {f"{folder}/{p.name}" for folder in ("dsn", "autoreply") for p in corpus_files(folder)}
     if not names:
@@ -157,6 +160,7 @@ def test_every_corpus_dsn_and_autoreply_file_has_an_expectation() -> None:
     assert names == {k for k in EXPECTED if not k.startswith("malformed/")} | NOT_BOUNCES
 
 
+@shared_corpus
 def test_corpus_diagnostics_and_reasons() -> None:
     report = _bounce(corpus_file("dsn/sisimai-lhost-sendmail-01.eml").read_bytes())
     assert report is not None
@@ -169,6 +173,7 @@ def test_corpus_diagnostics_and_reasons() -> None:
     assert multi is not None and multi.reason.endswith("(bounced1@example.net); and 3 more")
 
 
+@shared_corpus
 def test_corpus_temporary_and_permanent_are_told_apart() -> None:
     delayed = _bounce(corpus_file("dsn/sisimai-lhost-sendmail-29.eml").read_bytes())
     assert delayed is not None and delayed.kind == "delayed" and not delayed.permanent
@@ -188,6 +193,7 @@ def test_corpus_temporary_and_permanent_are_told_apart() -> None:
     assert [r.permanent for r in mixed.recipients] == [True, False, True]
 
 
+@shared_corpus
 def test_corpus_plain_is_never_a_bounce() -> None:
     files = corpus_files("plain")
     if not files:
@@ -196,6 +202,7 @@ def test_corpus_plain_is_never_a_bounce() -> None:
         assert _bounce(path.read_bytes()) is None, path.name
 
 
+@shared_corpus
 def test_corpus_malformed_no_crash_and_no_false_bounce() -> None:
     files = corpus_files("malformed")
     if not files:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.harness import CA_CONTACT, STAFF
+from tests.harness import CA_CONTACT, COMPLETE_FORM, STAFF, make_mail
 from tests.story import command, deadline, notify, send, show, story_bot
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -123,10 +123,12 @@ def test_a_gzip_csv_of_a_thousand_rows(tmp_path):
 def test_a_zip_bomb_is_cut_short_recorded_and_told(tmp_path):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        # 40 MB of one repeated row compress ~1000:1, far past the 200:1 ratio limit.
-        archive.writestr("list.csv", "serial,issuer\n" + "0a1b,CN=Bomb CA\n" * 2_500_000)
+        # 4.8 MB of one repeated row compress ~500:1, far past the 200:1 ratio limit,
+        # which trips once the output passes 200 times the ~10 KB member: a few
+        # seconds' work at most, well inside the wait for the receipt.
+        archive.writestr("list.csv", "serial,issuer\n" + "0a1b,CN=Bomb CA\n" * 300_000)
     bomb = buffer.getvalue()
-    assert len(bomb) < 200_000
+    assert len(bomb) < 20_000
     with story_bot(tmp_path, NOW) as (bot, sink, _pki):
         inc = requested(bot, sink)
         send(bot, list_mail(inc, "list.zip", "application/zip", bomb))
@@ -156,3 +158,34 @@ def test_the_configured_decompression_limit_applies_to_lists(tmp_path):
         assert data["certificates"]["count"] < 1000  # not the whole list: the limit held
         event = next(e for e in data["events"] if e["kind"] == "certificate-list")
         assert "decompressed" in str(event["data"]["limit"])
+
+
+def test_two_incidents_lists_are_counted_apart(tmp_path):
+    shared = make_cert("shared.example.com", ["shared.example.com"])
+    first = [shared, make_cert("a.example.com", ["a.example.com", "www.a.example.com"]),
+             make_cert("b.example.com", ["b.example.com"])]
+    second = [shared, make_cert("z.example.net", ["z.example.net"])]
+
+    def pem_of(certs: list[x509.Certificate]) -> bytes:
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc1 = requested(bot, sink)
+        send(bot, make_mail(CA_CONTACT, "Another security incident",
+                            COMPLETE_FORM.replace("Example Issuing CA 2", "Example Sub CA 9")))
+        inc2 = "INC-2026-0002"
+        sink.wait_for(sink.to(CA_CONTACT, f"[{inc2}] Notification received"))
+        command(bot, sink, "/request certificate-list due 2026-12-05", inc2)
+
+        send(bot, list_mail(inc1, "first.pem", "application/x-pem-file", pem_of(first)))
+        assert ("The incident now lists 3 certificate(s) and 4 unique domain(s)."
+                in receipt(sink).body)
+        send(bot, list_mail(inc2, "second.pem", "application/x-pem-file", pem_of(second)))
+        later = receipt(sink, count=2)
+        assert f"[{inc2}]" in later.subject
+        # The certificate both lists name is new to the second incident, counted there too.
+        assert "2 certificate row(s) read: 2 new certificate(s) recorded" in later.body
+        assert "The incident now lists 2 certificate(s) and 2 unique domain(s)." in later.body
+
+        assert show(bot, inc1)["certificates"] == {"count": 3, "unique_domains": 4, "rejected": 0}
+        assert show(bot, inc2)["certificates"] == {"count": 2, "unique_domains": 2, "rejected": 0}

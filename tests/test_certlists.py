@@ -32,7 +32,7 @@ from bot.parse.certlists import (
     iter_certificate_list,
     looks_like_certificate_list,
 )
-from tests.corpus import corpus_file
+from tests.corpus import corpus_file, shared_corpus
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -528,6 +528,7 @@ CORPUS_EXPECTED = {
 }
 
 
+@shared_corpus
 @pytest.mark.parametrize("name", sorted(CORPUS_EXPECTED))
 def test_corpus_certs(name: str) -> None:
     path = corpus_file(f"certs/{name}")
@@ -539,6 +540,7 @@ def test_corpus_certs(name: str) -> None:
     assert not any("internal error" in r.reason for r in rejections(items))
 
 
+@shared_corpus
 def test_corpus_garbage_chain_lines_and_key_block() -> None:
     path = corpus_file("certs/pyca-cryptography.io.chain_with_garbage.pem")
     items = parse(path.name, path.read_bytes())
@@ -547,6 +549,7 @@ def test_corpus_garbage_chain_lines_and_key_block() -> None:
     assert records(items)[0].dns_names == ("www.cryptography.io", "cryptography.io")
 
 
+@shared_corpus
 def test_corpus_invalid_utf8_name_still_counts() -> None:
     path = corpus_file("certs/pyca-invalid_utf8_common_name.pem")
     (record,) = parse(path.name, path.read_bytes())
@@ -554,6 +557,7 @@ def test_corpus_invalid_utf8_name_still_counts() -> None:
     assert record.subject is None and record.sha256 is not None
 
 
+@shared_corpus
 def test_corpus_openssl_text_preamble() -> None:
     path = corpus_file("smime/rt-demoCA-cacert.pem")
     (record,) = parse(path.name, path.read_bytes())
@@ -648,3 +652,27 @@ def test_a_certificate_with_an_impossible_version_is_a_clear_rejection():
     [rejected] = rejections(parse("m.der", bytes(der)))
     assert rejected.reason.endswith("(not a readable certificate: 5 is not a valid X509 "
                                     "version)")
+
+
+# ------------------------------------------------- odd files made by openssl
+
+
+@pytest.fixture(scope="module")
+def odd_files(tmp_path_factory):  # type: ignore[no-untyped-def]
+    from tests.mailcorpus import certfiles_openssl
+
+    return certfiles_openssl.build(tmp_path_factory.mktemp("certfiles"))
+
+
+@pytest.mark.parametrize("name", [
+    "one.der", "one-crlf.pem", "one-with-text.pem", "bundle-with-key.pem", "bundle.p7b",
+    "bundle.p7b.pem", "one-trusted.pem", "bundle-torn.pem", "not-a-certificate.pem"])
+def test_an_odd_certificate_file_made_by_openssl_is_read_as_a_person_reads_it(odd_files, name):
+    from tests.mailcorpus.certfiles_openssl import EXPECTED, NAMES, SERIALS
+
+    items = parse(name, odd_files[name].read_bytes())
+    found, rejected = EXPECTED[name]
+    assert (len(records(items)), len(rejections(items))) == (found, rejected), items
+    assert [(r.serial, r.dns_names) for r in records(items)] \
+        == [(s, (n,)) for s, n in zip(SERIALS, NAMES, strict=True)][:found]
+    assert not any("internal error" in r.reason for r in rejections(items))

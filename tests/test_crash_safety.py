@@ -15,10 +15,12 @@ import signal
 import smtplib
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlmodel import col, select
 
@@ -41,9 +43,11 @@ from tests.harness import (
     BOT,
     CA_CONTACT,
     COMPLETE_FORM,
+    ROOTNOTIFY,
     STAFF,
     WAIT_SECONDS,
     Sink,
+    eventually,
     free_port,
     make_mail,
     running_bot,
@@ -58,7 +62,7 @@ START_SECONDS = 30.0
 
 
 def _start(config_path, log) -> subprocess.Popen:  # type: ignore[no-untyped-def]
-    proc = subprocess.Popen(["rootnotify", "--config", str(config_path), "serve"],
+    proc = subprocess.Popen([*ROOTNOTIFY, "--config", str(config_path), "serve"],
                             stdout=log, stderr=log, start_new_session=True)
     port = load_config(config_path).smtp.port
     deadline = time.monotonic() + START_SECONDS
@@ -138,7 +142,7 @@ def test_sigkill_mid_flight_loses_nothing_and_duplicates_nothing(tmp_path):
             # move time past it instead of waiting: `tick --now` (ahead of the clock on a
             # database with mail: --force).
             later = datetime.now(UTC) + CLAIM_LEASE + timedelta(minutes=1)
-            subprocess.run(["rootnotify", "--config", str(config_path), "tick", "--force",
+            subprocess.run([*ROOTNOTIFY, "--config", str(config_path), "tick", "--force",
                             "--now", later.isoformat()], check=True, timeout=120,
                            capture_output=True)
         assert queued() == 0
@@ -258,3 +262,118 @@ def test_outbox_survives_a_relay_down_for_minutes_and_a_permanent_refusal(tmp_pa
 def _relay_at(config, port: int):  # type: ignore[no-untyped-def]
     from dataclasses import replace
     return replace(config, outgoing=replace(config.outgoing, port=port))
+
+
+# `rootnotify serve` whose spool syncs can be held: a power cut is simulated by
+# freezing every process while one sync has not returned, killing them, and
+# cutting each spool segment back to what its last finished sync made durable
+# (what the page cache held beyond that is what a power cut loses). The sync is
+# the only thing replaced: a power cut cannot be had on this machine.
+HELD_SYNC_SERVE = """
+import os, sys, threading
+from pathlib import Path
+ledger, hold, held = (Path(p) for p in sys.argv[1:4])
+real_fdatasync = os.fdatasync
+
+def fdatasync(fd):
+    path = os.readlink(f"/proc/self/fd/{fd}")
+    if path.endswith(".spool") and hold.exists():
+        held.write_text(path)
+        threading.Event().wait()  # the power goes before this sync returns
+    real_fdatasync(fd)
+    if path.endswith(".spool"):
+        with ledger.open("a") as fh:
+            fh.write(f"{path} {os.fstat(fd).st_size}\\n")
+
+os.fdatasync = fdatasync
+sys.argv = ["rootnotify", *sys.argv[4:]]
+from bot.cli import main
+main()
+"""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found += [int(c) for c in text]
+    return found + [g for c in found for g in _children(c)]
+
+
+def _cut_to_last_sync(spool: Path, ledger: Path) -> None:
+    synced: dict[str, int] = {}
+    for line in ledger.read_text().splitlines():
+        path, size = line.rsplit(" ", 1)
+        synced[path] = int(size)
+    for segment in spool.glob("*.spool"):
+        with segment.open("r+b") as fh:
+            fh.truncate(synced.get(str(segment), 0))
+
+
+def _send_one(port: int, raw: bytes) -> str:
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=WAIT_SECONDS) as smtp:
+            smtp.sendmail(CA_CONTACT, [BOT], raw)
+    except (OSError, smtplib.SMTPException) as exc:
+        return f"no 250: {exc!r}"
+    return "250"
+
+
+def test_power_cut_before_the_spool_sync_returns_means_the_client_never_saw_250(tmp_path):
+    sink = Sink().start()
+    config_path = write_config(tmp_path, smtp_port=free_port(), relay_port=sink.port)
+    config = load_config(config_path)
+    port = config.smtp.port
+    ledger, hold, held = tmp_path / "synced", tmp_path / "hold", tmp_path / "held"
+    log = (tmp_path / "serve.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-c", HELD_SYNC_SERVE, str(ledger), str(hold),
+                             str(held), "--config", str(config_path), "serve"],
+                            stdout=log, stderr=log, start_new_session=True)
+    try:
+        eventually("the listener", lambda: _send_probe(port))
+        first_id, first = _form(0, 1)
+        assert _send_one(port, first) == "250"  # synced: durable before its 250
+        # Everything but the listener stops at the instant of the cut; the sync is held.
+        for child in _children(proc.pid):
+            os.kill(child, signal.SIGSTOP)
+        hold.touch()
+        second_id, second = _form(0, 2)
+        answers: list[str] = []
+        client = threading.Thread(target=lambda: answers.append(_send_one(port, second)))
+        client.start()
+        eventually("the second message's spool sync to begin", held.exists)
+        # A 250 sent before the sync would reach the client within milliseconds.
+        client.join(2.0)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        client.join(WAIT_SECONDS)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    _cut_to_last_sync(config.bot.spool_dir, ledger)
+
+    proc = _start(config_path, log)
+    try:
+        sink.wait_for(sink.to(CA_CONTACT, "Notification received"))
+        db = open_database(config.storage_url)
+        with db.read() as session:
+            stored = {r.message_id for r in session.exec(select(InboundMessage))}
+        db.dispose()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+        sink.stop()
+    answered_250 = {first_id} | ({second_id} if answers == ["250"] else set())
+    assert answered_250 - stored == set(), "the client saw 250 for a message the cut lost"
+    assert answers and answers[0].startswith("no 250"), answers
+    assert second_id not in stored  # the cut really lost what was not synced
+
+
+def _send_probe(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False

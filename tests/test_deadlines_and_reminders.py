@@ -8,12 +8,21 @@ second scheduler racing the first) sends nothing twice.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlmodel import select
+
 from bot.scheduler import run_scheduler
-from tests.harness import CA_CONTACT, STAFF, make_mail
+from storage.db import open_database
+from storage.models import OutboundMessage, ReminderLog
+from tests.harness import CA_CONTACT, STAFF, make_mail, running_bot
+from tests.postgres import postgres_cluster, postgres_database  # noqa: F401  (fixtures)
 from tests.story import command, count, deadline, notify, send, show, story_bot, tick
+from tests.together import ROOT
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 DUE_DAY = "2026-11-29"  # three days on; due 2026-11-29 23:59:59 UTC
@@ -177,3 +186,120 @@ def test_the_daily_digest_lists_overdue_and_due_soon_without_an_incident_tag(tmp
         assert f"{inc}: the final incident report" in soon
         tick(bot, datetime(2026, 11, 28, 15, 0, tzinfo=UTC))  # once a day
         assert count(sink, lambda r: "Daily digest 2026-11-28" in r.subject) == 1
+
+
+# A scheduler process that reads the due deadline, then waits at the barrier
+# just before it writes its reminder's row: released together, both have read
+# the deadline as due and neither has committed. Each prints the mails it queued.
+RACING_SCHEDULER = """
+import sys
+from datetime import datetime
+from sqlalchemy import event
+from sqlmodel import Session
+from bot.clock import FixedClock
+from bot.config import load_config
+from bot.context import make_context
+from bot.decide.reminders import remind_due
+from storage.db import open_database
+from storage.models import ReminderLog
+
+config = load_config(sys.argv[1])
+at = datetime.fromisoformat(sys.argv[2])
+db = open_database(config.storage_url)
+waited = []
+
+@event.listens_for(Session, "before_flush")
+def barrier(session, _context, _instances):
+    if not waited and any(isinstance(o, ReminderLog) for o in session.new):
+        waited.append(True)
+        print("at the barrier", flush=True)
+        sys.stdin.readline()
+
+print(remind_due(make_context(config, db, FixedClock(at)), at), flush=True)
+"""
+
+
+def test_two_scheduler_processes_racing_on_one_due_reminder_send_it_once(tmp_path,
+                                                                       postgres_url):
+    with running_bot(tmp_path, at=NOW, storage_url=postgres_url) as (bot, sink):
+        inc = notify(bot, sink)
+        command(bot, sink, f"/request certificate-list due {DUE_DAY}", inc)
+        sink.wait_for(sink.to(CA_CONTACT, "Request"))
+    config_path = tmp_path / "config.toml"
+    at = DUE - timedelta(hours=20)  # the "due soon" reminder is due
+    racers = [subprocess.Popen([sys.executable, "-c", RACING_SCHEDULER, str(config_path),
+                                at.isoformat()], cwd=ROOT, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    try:
+        arrived = [r.stdout.readline() for r in racers]  # type: ignore[union-attr]
+        assert arrived == ["at the barrier\n"] * 2, [r.communicate()[1][-2000:] for r in racers]
+        for r in racers:
+            r.stdin.write("go\n")  # type: ignore[union-attr]
+            r.stdin.flush()  # type: ignore[union-attr]
+        results = [r.communicate(timeout=60) for r in racers]
+    finally:
+        for r in racers:
+            if r.poll() is None:
+                r.kill()
+                r.wait()
+    assert [r.returncode for r in racers] == [0, 0], [err[-2000:] for _out, err in results]
+    assert sorted(int(out.split()[-1]) for out, _err in results) == [0, 1]
+    db = open_database(postgres_url)
+    with db.read() as session:
+        queued = [m.subject for m in session.exec(select(OutboundMessage).where(
+            OutboundMessage.kind == "reminder"))]
+        stages = [r.stage for r in session.exec(select(ReminderLog))]
+    db.dispose()
+    assert stages == ["due-soon"]
+    assert len(queued) == 1 and queued[0].startswith(f"[{inc}] Reminder")
+
+
+def out_kinds(bot, inc: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """The outgoing mails of the incident, as the outbox recorded them (sent or not yet)."""
+    return [m["kind"] for m in show(bot, inc)["messages"] if m["direction"] == "out"]
+
+
+def test_reminders_fall_exactly_one_day_before_and_exactly_at_the_due_time(tmp_path):
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        command(bot, sink, f"/request certificate-list due {DUE_DAY}", inc)
+        before = out_kinds(bot, inc)
+        tick(bot, DUE - timedelta(days=1, seconds=1))
+        assert out_kinds(bot, inc) == before  # one second too early
+        tick(bot, DUE - timedelta(days=1))  # the configured `due_soon` of 1 d, to the second
+        sink.wait_for(sink.to(CA_CONTACT, "Reminder"))
+        tick(bot, DUE - timedelta(seconds=1))
+        assert out_kinds(bot, inc) == [*before, "reminder"]
+        tick(bot, DUE)  # due now: overdue at the due time, escalated once
+        sink.wait_for(sink.to(CA_CONTACT, "Overdue"))
+        sink.wait_for(lambda r: STAFF in r.recipients and "Escalation" in r.subject)
+        assert out_kinds(bot, inc) == [*before, "reminder", "reminder", "escalation"]
+
+
+@pytest.mark.parametrize("hours", [12, 24])  # 24: set exactly at its "due soon" time
+def test_a_request_due_within_a_day_gets_no_due_soon_reminder_only_the_overdue(tmp_path, hours):
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        due = NOW + timedelta(hours=hours)
+        command(bot, sink, f"/request info due {due.isoformat()}: the HSM serial numbers", inc)
+        before = out_kinds(bot, inc)
+        tick(bot, due - timedelta(hours=6))  # the request itself said it was due soon
+        assert out_kinds(bot, inc) == before
+        tick(bot, due)
+        sink.wait_for(sink.to(CA_CONTACT, "Overdue"))
+        assert out_kinds(bot, inc) == [*before, "reminder", "escalation"]
+
+
+def test_a_notice_period_reminds_staff_at_its_end_and_never_the_ca_before(tmp_path):
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        command(bot, sink, "/notice revoke-root example root r1 on 2026-12-03T12:00:00Z", inc)
+        before = out_kinds(bot, inc)
+        end = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+        tick(bot, end - timedelta(hours=20))  # no "due soon" about our own notice
+        assert out_kinds(bot, inc) == before
+        tick(bot, end)
+        [ended] = sink.wait_for(sink.to(STAFF, "Notice period ended"))
+        assert f"Notice period ended in {inc} (Example CA)" in ended.subject
+        assert out_kinds(bot, inc) == [*before, "reminder"]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from bot.parse.message import ParsedMessage, parse_message
 from bot.rules.hygiene import LOOP_HEADER, RULES, AutomaticVerdict, is_bounce, judge, rules_table
-from tests.corpus import corpus_file, corpus_files
+from tests.corpus import corpus_file, corpus_files, shared_corpus
 
 MARKER = "rn-test-3f9a1c"
 
@@ -86,12 +86,14 @@ MALFORMED_BOUNCES = {
 }
 
 
+@shared_corpus
 @pytest.mark.parametrize("name", sorted(AUTOREPLY))
 def test_corpus_autoreply(name: str) -> None:
     verdict = _judge(corpus_file(f"autoreply/{name}").read_bytes())
     assert (verdict.kind, verdict.rule) == AUTOREPLY[name], verdict.reason
 
 
+@shared_corpus
 @pytest.mark.parametrize("name", sorted(DSN))
 def test_corpus_dsn(name: str) -> None:
     raw = corpus_file(f"dsn/{name}").read_bytes()
@@ -100,6 +102,7 @@ def test_corpus_dsn(name: str) -> None:
     assert is_bounce(parse_message(raw)) == (DSN[name][0] == "bounce")
 
 
+@shared_corpus
 def test_every_corpus_autoreply_and_dsn_file_has_an_expectation() -> None:
     names = {p.name for p in corpus_files("autoreply")} | {p.name for p in corpus_files("dsn")}
     if not names:
@@ -107,6 +110,7 @@ def test_every_corpus_autoreply_and_dsn_file_has_an_expectation() -> None:
     assert names == set(AUTOREPLY) | set(DSN)
 
 
+@shared_corpus
 def test_corpus_plain_is_written_by_people() -> None:
     files = corpus_files("plain")
     if not files:
@@ -122,6 +126,7 @@ def test_corpus_plain_is_written_by_people() -> None:
             assert verdict.kind is None, (path.name, verdict)
 
 
+@shared_corpus
 def test_corpus_malformed_no_crash_and_no_false_bounce() -> None:
     files = corpus_files("malformed")
     if not files:
@@ -407,3 +412,14 @@ def test_judge_never_raises(
     if verdict.reason is not None:
         assert not re.search(r"[\x00-\x1f\x7f]", verdict.reason)
     assert isinstance(is_bounce(message), bool)
+
+
+def test_a_bare_delivery_status_mail_is_a_bounce() -> None:
+    # Some MTAs send the report part alone, as the whole mail.
+    raw = (b"From: postmaster@remote.test\r\nTo: rootnotify@program.test\r\n"
+           b"Subject: failure notice\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: message/delivery-status\r\n\r\n"
+           b"Reporting-MTA: dns; mx.remote.test\r\n\r\n"
+           b"Final-Recipient: rfc822; gone@remote.test\r\nAction: failed\r\nStatus: 5.1.1\r\n")
+    verdict = _judge(raw, envelope_from="")
+    assert (verdict.kind, verdict.rule) == ("bounce", "dsn-bare"), verdict

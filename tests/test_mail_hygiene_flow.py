@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 import uuid
 from datetime import UTC, datetime
 
@@ -25,6 +24,7 @@ from bot.scheduler import run_scheduler
 from bot.views import incident_json
 from storage.models import (
     OUT_FAILED,
+    OUT_QUEUED,
     OUT_SENT,
     STATE_PROCESSED,
     Event,
@@ -33,13 +33,14 @@ from storage.models import (
     OutboundMessage,
 )
 from storage.rawstore import Arrival, store
-from tests.corpus import corpus_files
+from tests.corpus import every_file, own_files
 from tests.harness import (
     BOT,
     CA_CONTACT,
     CA_OTHER_CONTACT,
     COMPLETE_FORM,
     OTHER_CA_CONTACT,
+    ROOTNOTIFY,
     STAFF,
     eventually,
     make_mail,
@@ -55,6 +56,20 @@ def all_processed(bot, count: int) -> None:  # type: ignore[no-untyped-def]
             rows = list(session.exec(select(InboundMessage)))
         return len(rows) >= count and all(r.state == STATE_PROCESSED for r in rows)
     eventually(f"{count} message(s) processed", done)
+
+
+def outbox_settled(bot) -> None:  # type: ignore[no-untyped-def]
+    """Wait until every mail the processed messages caused was handed to the relay.
+
+    Every outgoing mail is an outbox row written with the decision that caused
+    it; once all mail is processed and no row is queued, nothing more will be
+    sent, so "nothing more was sent" is checked without sleeping.
+    """
+    def settled() -> bool:
+        with bot.ctx.db.read() as session:
+            return not session.exec(select(OutboundMessage).where(
+                OutboundMessage.status == OUT_QUEUED)).first()
+    eventually("the outbox handed to the relay", settled)
 
 
 def crlf(raw: bytes) -> bytes:
@@ -168,7 +183,7 @@ def test_permanent_bounce_by_verp_marks_the_mail_failed_tells_staff_and_is_never
         kinds = {e.kind for e in events(bot, "INC-2026-0001")}
         assert {"bounce-received", "mail-failed"} <= kinds
         # Never answered: nothing went to the reporting MTA or the null path.
-        time.sleep(1)
+        outbox_settled(bot)
         assert not [r for r in sink.received if "mailer-daemon" in ",".join(r.recipients).lower()]
         assert all(r.recipients for r in sink.received)
 
@@ -228,12 +243,13 @@ def _rewritten(raw: bytes, original: str, ours: str) -> bytes:
 
 def test_real_dsns_rewritten_to_our_mail_are_linked_by_the_returned_message_id(tmp_path):
     cases = []
-    for path in corpus_files("dsn"):
+    for path in every_file("dsn"):
         raw = path.read_bytes()
         report = parse_bounce(raw, parse_message(raw))
         if report is not None and report.permanent and report.original_message_id:
             cases.append((path.name, raw, report.original_message_id))
-    assert len(cases) >= 8, "the corpus has a dozen permanent DSNs with a returned Message-ID"
+    # Our own corpus alone has eight (Postfix, Exim, Exchange, Gmail); the shared one adds a dozen.
+    assert len(cases) >= 8, [p.name for p in every_file("dsn")]
     with running_bot(tmp_path, at=NOW) as (bot, sink):
         ack_id = notify(bot, sink).message["Message-ID"]
         for _name, raw, original in cases:
@@ -247,13 +263,13 @@ def test_real_dsns_rewritten_to_our_mail_are_linked_by_the_returned_message_id(t
         assert outbound_rows(bot, "acknowledgement")[0].status == OUT_FAILED
         # Staff are told once, not once per report.
         sink.wait_for(sink.to(STAFF, "Delivery failed"))
-        time.sleep(1)
+        outbox_settled(bot)
         assert len([r for r in sink.received if "Delivery failed" in r.subject]) == 1
 
 
 def test_corpus_auto_replies_and_bounces_are_never_answered(tmp_path):
-    files = corpus_files("autoreply") + corpus_files("dsn")
-    assert files
+    files = every_file("autoreply") + every_file("dsn")
+    assert len(files) >= len(own_files("autoreply")) + len(own_files("dsn")) >= 20
     with running_bot(tmp_path, at=NOW) as (bot, _sink):
         for path in files:
             deliver(bot, path.read_bytes(), envelope_from="someone@remote.test")
@@ -271,13 +287,10 @@ def test_a_misbehaving_peer_gets_at_most_the_daily_cap_of_automatic_replies(tmp_
             # Each a new mail outside any incident with no form: each would get the blank form.
             bot.send(make_mail(CA_CONTACT, f"question {i}", "How do I report an incident?"))
         all_processed(bot, cap + 1)
-        time.sleep(OUTBOX_SETTLE_SECONDS)
+        outbox_settled(bot)
         forms = [r for r in sink.received if CA_CONTACT in r.recipients]
         assert len(forms) == cap
         assert len(outbound_rows(bot, "form")) == cap
-
-
-OUTBOX_SETTLE_SECONDS = 3.0  # longer than the outbox interval of `serve` (2 s)
 
 
 def test_our_own_loop_marker_is_never_answered_and_every_mail_we_send_carries_it(tmp_path):
@@ -291,7 +304,7 @@ def test_our_own_loop_marker_is_never_answered_and_every_mail_we_send_carries_it
         bot.send(echoed)
         bot.send(make_mail(CA_CONTACT, "hello", "no form here", headers={LOOP_HEADER: marker}))
         all_processed(bot, 3)
-        time.sleep(OUTBOX_SETTLE_SECONDS)
+        outbox_settled(bot)
         # The acknowledgement and the staff alert, nothing more.
         assert len(replies(sink)) == 2, [r.subject for r in sink.received]
         assert [r.kind for r in inbound_rows(bot)][1:] == ["auto-reply", "auto-reply"]
@@ -308,7 +321,7 @@ def test_unknown_sender_is_quarantined_listed_and_in_the_digest_never_answered(t
                            COMPLETE_FORM))
         all_processed(bot, 1)
         out = subprocess.run(
-            ["rootnotify", "--config", str(bot.config.path), "quarantine",
+            [*ROOTNOTIFY, "--config", str(bot.config.path), "quarantine",
              "--json"], capture_output=True, text=True, timeout=60, check=True)
         [row] = json.loads(out.stdout)
         assert row["from"] == "stranger@spam.test"
@@ -343,8 +356,9 @@ def test_another_cas_contact_in_a_thread_changes_nothing_and_staff_are_told(tmp_
         assert remediation == ["Fixed the check; revoking 12 certificates"]
         added = after[len(before):]
         assert "other-received" in added and not [k for k in added if "form" in k]
-        time.sleep(1)
+        outbox_settled(bot)
         assert not [r for r in sink.received if OTHER_CA_CONTACT in r.recipients]
+        assert not [r for r in outbound_rows(bot) if OTHER_CA_CONTACT in r.recipients]
 
 
 INJECTED_SUBJECT = "=?utf-8?q?Incident=0D=0ABcc:_victim@evil.test=0D=0AX-Evil:_1?="

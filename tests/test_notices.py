@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives import hashes
 
-from tests.harness import CA_CONTACT, CA_OTHER_CONTACT, STAFF, make_mail
+from bot.rules.rulesets import RULESET_2019_03
+from tests.harness import CA_CONTACT, CA_OTHER_CONTACT, COMPLETE_FORM, STAFF, make_mail
 from tests.story import (
     ROOT_NAME,
     command,
@@ -108,3 +109,42 @@ def test_2026_02_notices_say_remove_and_or_disallow(tmp_path):
         assert "remove and/or disallow" in notice.body
         assert show(bot, inc)["notices"][0]["effective_at"] == (
             (NOW + timedelta(days=7)).isoformat())
+
+
+def test_a_notice_exactly_7_days_after_the_command_is_given_one_second_sooner_is_refused(
+        tmp_path):
+    # The staff command arrives 2026-11-26 12:00 UTC: the earliest action is 2026-12-03 12:00.
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        inc = notify(bot, sink)
+        sooner = command(bot, sink, f'/notice revoke-root "{ROOT_NAME}" on 2026-12-03T11:59:59Z',
+                         inc, expect="Command error")
+        assert "the earliest is 2026-12-03 12:00 UTC (P1)" in sooner.body
+        assert show(bot, inc)["notices"] == []
+        done = command(bot, sink, f'/notice revoke-root "{ROOT_NAME}" on 2026-12-03T12:00:00Z',
+                       inc)
+        assert "Notice given to Example CA" in done.body
+        [kept] = show(bot, inc)["notices"]
+        assert kept["effective_at"] == "2026-12-03T12:00:00+00:00"
+
+
+def test_one_incidents_notice_and_final_report_stay_in_it(tmp_path):
+    with story_bot(tmp_path, NOW) as (bot, sink, _pki):
+        first = notify(bot, sink)
+        send(bot, make_mail(CA_CONTACT, "Another security incident",
+                            "\n".join(line.replace("Example Issuing CA 2", "Example Sub CA 9")
+                                      for line in COMPLETE_FORM.splitlines())))
+        second = "INC-2026-0002"
+        sink.wait_for(sink.to(CA_CONTACT, f"[{second}] Notification received"))
+        command(bot, sink, "/notice revoke-root example root r1 on 2026-12-03\n"
+                           "/request final-report due 2026-12-20", first)
+        report = "\n".join(f"{n}. {item.title}\nOur answer.\n" for n, item in
+                           enumerate(RULESET_2019_03.final_report_items, 1))
+        send(bot, make_mail(CA_CONTACT, f"Re: [{first}] Final report", report))
+        sink.wait_for(sink.to(CA_CONTACT, f"Final report received: {first} (complete)"))
+
+        mine, other = show(bot, first), show(bot, second)
+        assert [n["target"] for n in mine["notices"]] == [ROOT_NAME]
+        assert mine["final_report"]["received"] is True
+        assert other["notices"] == []
+        assert other["final_report"]["received"] is False
+        assert other["deadlines"] == []

@@ -17,6 +17,7 @@ from storage import migrate
 from tests.harness import (
     CA_CONTACT,
     COMPLETE_FORM,
+    OTHER_CA_CONTACT,
     STAFF,
     Sink,
     free_port,
@@ -119,18 +120,51 @@ def test_incidents_json_keeps_the_contract_and_filters_narrow_it(scenario):
     assert ids("--open") == [INCIDENT]
     assert ids("--ca", "example ca") == [INCIDENT]
     assert ids("--ca", "Other CA") == []
-    assert ids("--overdue") == ([INCIDENT] if row["overdue"] else [])
+    assert row["overdue"] == 0 and ids("--overdue") == []  # nothing was requested
+
+
+def table_row(out: str, incident_id: str) -> list[str]:
+    """The cells of `incident_id`'s line in the `incidents` table."""
+    [line] = [line for line in out.splitlines() if f" {incident_id} " in line]
+    return [cell.strip() for cell in line.strip("│┃ ").split("│")]
 
 
 def test_incidents_table_is_readable(scenario):
     out = rootnotify(scenario.config, "incidents").stdout
-    assert INCIDENT in out and "Example CA" in out and "met" in out
-    assert "Europe/Berlin" in out  # the table says which zone its times are in
+    assert out.startswith("Incidents (1); times in Europe/Berlin")
+    # Notified 13:00 UTC (14:00 in Berlin), within 24 h of the incident; nothing requested.
+    assert table_row(out, INCIDENT)[:6] == [INCIDENT, "Example CA", "mis-issuance", "open",
+                                            "2026-11-26 14:00", "met"]
+    assert table_row(out, INCIDENT)[7] == "0"
     assert "no incidents match" in rootnotify(scenario.config, "incidents", "--ca",
                                               "Other CA").stdout
     # A CA that is not configured is a mistake, not an empty list.
     assert rootnotify(scenario.config, "incidents", "--ca", "Nobody", check=False).returncode \
         == 2
+
+
+def test_overdue_lists_only_the_incident_whose_request_has_passed(tmp_path):
+    s = build_scenario(tmp_path)
+    other = _write(s.folder / "mails", "5.eml", make_mail(
+        OTHER_CA_CONTACT, "Security incident notification",
+        COMPLETE_FORM.replace("Example CA", "Other CA"), message_id="<form-2@otherca.test>",
+        headers={"Received": received_header("Fri, 27 Nov 2026 09:00:00 +0000")}))
+    rootnotify(s.config, "ingest", str(other))
+    staff = [_write(s.folder / "mails", f"cmd-{n}.eml", make_mail(
+        STAFF, f"Re: [{incident}] New incident", f"/request certificate-list due {due}\n",
+        message_id=f"<cmd-{n}@program.test>",
+        headers={"Received": received_header("Fri, 27 Nov 2026 11:00:00 +0000")}))
+        for n, incident, due in ((1, INCIDENT, "2026-11-28"), (2, "INC-2026-0002", "2099-01-01"))]
+    rootnotify(s.config, "ingest", *map(str, staff))
+    # INC-2026-0001's list was due 2026-11-28 23:59:59 Berlin; INC-2026-0002's in 2099.
+    rows = {r["id"]: r for r in json.loads(rootnotify(s.config, "incidents", "--json").stdout)}
+    assert rows[INCIDENT]["overdue"] == 1 and rows["INC-2026-0002"]["overdue"] == 0
+    assert rows[INCIDENT]["next_due_at"] == "2026-11-28T22:59:59+00:00"
+    overdue = json.loads(rootnotify(s.config, "incidents", "--json", "--overdue").stdout)
+    assert [r["id"] for r in overdue] == [INCIDENT]
+    out = rootnotify(s.config, "incidents", "--overdue").stdout
+    assert table_row(out, INCIDENT)[6:] == ["certificate-list 2026-11-28 23:59", "1"]
+    assert "INC-2026-0002" not in out
 
 
 def test_show_json_has_every_contract_field_with_its_type(scenario):

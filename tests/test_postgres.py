@@ -9,6 +9,8 @@ notification is stored, acted on and acknowledged, and numbers past 32 bits
 
 from __future__ import annotations
 
+import email
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel, select
@@ -161,3 +163,11 @@ def test_the_demo_maildir_outbox_works_with_postgres_storage(tmp_path, postgres_
                    lambda: outbox.exists() and any(
                        b"Notification received" in path.read_bytes()
                        for path in outbox.iterdir()))
+        mails = [email.message_from_bytes(p.read_bytes()) for p in outbox.iterdir()]
+        [ack] = [m for m in mails if "Notification received" in m["Subject"]]
+        assert ack["Subject"].startswith("[INC-2026-0001] Notification received")
+        assert ack["To"] == CA_CONTACT
+        with bot.ctx.db.read() as session:
+            row = session.exec(select(OutboundMessage).where(
+                OutboundMessage.message_id == ack["Message-ID"])).one()
+        assert (row.kind, row.status) == ("acknowledgement", OUT_SENT)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from datetime import UTC, datetime
 
 from sqlmodel import select
@@ -11,7 +13,7 @@ from storage import spool
 from storage.db import open_database
 from storage.models import InboundMessage
 from storage.rawstore import Arrival
-from tests.harness import CA_CONTACT, make_mail
+from tests.harness import CA_CONTACT, WAIT_SECONDS, make_mail
 
 AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -108,3 +110,35 @@ def test_a_corrupted_record_stops_that_segment_but_not_the_next(tmp_path):
     writer.stop()
     assert spool.import_spool(db, folder) == 1
     assert stored_subjects(db) == ["<m2@exampleca.test>"]
+
+
+def test_a_session_is_answered_only_after_its_record_is_synced(tmp_path, monkeypatch):
+    # The disk's sync is held until the test lets it go: the store must wait for it.
+    entered, release = threading.Event(), threading.Event()
+    real = os.fdatasync
+
+    def held_fdatasync(fd: int) -> None:
+        entered.set()
+        assert release.wait(WAIT_SECONDS)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", held_fdatasync)
+    writer = spool.SpoolWriter(tmp_path / "spool")
+    writer.start()
+
+    async def scenario() -> None:
+        store = asyncio.ensure_future(writer.store(arrival(1)))
+        assert await asyncio.to_thread(entered.wait, WAIT_SECONDS)
+        # The record is written and its sync is running: the session still waits.
+        await asyncio.sleep(0)
+        assert not store.done()
+        assert writer.syncs == 0
+        release.set()
+        await asyncio.wait_for(store, WAIT_SECONDS)
+        assert writer.syncs == 1
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+        writer.stop()

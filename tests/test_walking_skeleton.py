@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import smtplib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -95,15 +95,36 @@ def test_late_notification_says_by_how_much_and_missing_fields_are_asked_for(tmp
                    for e in data["events"])
 
 
+def test_a_notification_at_exactly_24_hours_is_on_time_and_one_second_later_is_late(tmp_path):
+    # Incident at 2026-11-25 14:05:00 UTC: the window ends at 2026-11-26 14:05:00 UTC.
+    deadline = datetime(2026, 11, 26, 14, 5, tzinfo=UTC)
+    with running_bot(tmp_path, at=deadline) as (bot, sink):
+        bot.send(make_mail(CA_CONTACT, "Security incident notification", COMPLETE_FORM))
+        ack = sink.wait_for(sink.to(CA_CONTACT, "Notification received"))[0]
+        assert "24-hour window: met (received within 24 hours)\r\n" in ack.body
+        data = show(bot, "INC-2026-0001")
+        assert data["notified_at"] == data["notification_deadline"] == "2026-11-26T14:05:00+00:00"
+        assert data["notified_on_time"] is True
+
+        bot.clock.set(deadline + timedelta(seconds=1))
+        other = COMPLETE_FORM.replace("Example Issuing CA 2", "Example Issuing CA 3")
+        bot.send(make_mail(CA_OTHER_CONTACT, "Security incident notification", other))
+        [late] = sink.wait_for(sink.to(CA_OTHER_CONTACT, "[INC-2026-0002] Notification received"))
+        assert "24-hour window: missed: late by 1 s\r\n" in late.body
+        assert show(bot, "INC-2026-0002")["notified_on_time"] is False
+        assert sink.wait_for(sink.to(STAFF, "INC-2026-0002"))
+
+
 def test_ruleset_2026_02_starts_the_clock_at_discovery(tmp_path):
     with running_bot(tmp_path, at=datetime(2026, 11, 27, 9, 0, tzinfo=UTC),
                      ruleset="2026-02") as (bot, sink):
         bot.send(make_mail(CA_CONTACT, "incident", COMPLETE_FORM))
         ack = sink.wait_for(sink.to(CA_CONTACT, "Notification received"))[0]
         # Discovered 2026-11-26 09:30: deadline 2026-11-27 09:30, received 09:00.
-        assert "met" in ack.body
+        assert "24-hour window: met (received within 24 hours)\r\n" in ack.body
         data = show(bot, "INC-2026-0001")
         assert data["notification_deadline"] == "2026-11-27T09:30:00+00:00"
+        assert data["notified_on_time"] is True
         assert set(data["missing_fields"]) == {"affected_certificate_count", "ca_requests"}
 
 
@@ -175,3 +196,18 @@ def test_undecodable_bytes_are_stored_and_the_service_goes_on(tmp_path):
         with bot.ctx.db.read() as session:
             states = queries.message_state_counts(session)
         assert states == {"processed": 2}
+
+
+def test_a_form_without_any_time_is_acknowledged_as_not_judgeable_and_asked_for_it(tmp_path):
+    form = "\n".join(line for line in COMPLETE_FORM.splitlines()
+                     if not line.startswith(("When did the incident occur",
+                                             "When the CA discovered")))
+    with running_bot(tmp_path, at=NOW) as (bot, sink):
+        bot.send(make_mail(CA_CONTACT, "Security incident notification", form))
+        ack = sink.wait_for(sink.to(CA_CONTACT, "Notification received"))[0]
+        assert ("24-hour window: cannot be judged: the form gives no time of the incident "
+                "or of its discovery\r\n") in ack.body
+        assert "When the CA discovered the incident:" in ack.body  # asked for
+        data = show(bot, "INC-2026-0001")
+        assert data["notification_deadline"] is None and data["notified_on_time"] is None
+        assert data["missing_fields"] == ["discovered_at"]

@@ -21,6 +21,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from bot.analysis import Analysis
+from bot.clock import as_utc
 from bot.context import Context
 from bot.decide.classify import Classification
 from bot.decide.digest import UNAUTHENTICATED_EVENT
@@ -67,7 +68,9 @@ def handle_command(session: Session, ctx: Context, inbound: InboundMessage, anal
         refuse(session, ctx, use, sender, refused, reply)
         return
     record_use(session, ctx, use, sender)
-    now = inbound.received_at  # R3, R5: due dates run from the command's receipt
+    # The mail's receipt, not the time it is processed (R3, R5): a backlog, `ingest` of
+    # old mail or `reprocess` must judge and date its commands as live SMTP did.
+    now = as_utc(inbound.received_at)
     parsed = parse_commands(analysis.body_text, ctx.config.bot.timezone)
     problems = [p for p in parsed if isinstance(p, CommandProblem)]
     commands = [c for c in parsed if isinstance(c, Command)]
