@@ -28,7 +28,7 @@ DAY = timedelta(days=1)
 INCIDENTS: dict[int, tuple[str, str, str, datetime, list[tuple[str, datetime | None, str]]]] = {
     1: ("Example CA", "mis-issuance", "open", NOW - 3 * DAY,
         [("certificate-list", NOW - DAY, "open"), ("final-report", NOW + 2 * DAY, "open")]),
-    2: ("other ca", "revocation-delay", "closed", NOW - DAY,
+    2: ("other ca", "CPS-violation", "closed", NOW - DAY,
         [("info", None, "open"), ("info", NOW - 5 * DAY, "satisfied")]),
     3: ("Other CA", "mis-issuance", "open", NOW - 6 * DAY,
         [("info", NOW + DAY, "open"), ("certificate-list", NOW - 2 * DAY, "open"),
@@ -43,7 +43,7 @@ INCIDENTS: dict[int, tuple[str, str, str, datetime, list[tuple[str, datetime | N
 SORTED = {
     "id": [1, 2, 3, 4, 5, 6],
     "ca": [5, 1, 4, 6, 2, 3],  # beta, example, other (either case)
-    "category": [4, 5, 1, 3, 6, 2],
+    "category": [2, 4, 5, 1, 3, 6],  # capitals before small letters
     "status": [2, 6, 1, 3, 4, 5],
     "notified": [3, 6, 5, 1, 4, 2],
     "next": [3, 1, 6, 5, 2, 4],  # none (4; 2's only open request is undated) last
@@ -52,7 +52,7 @@ SORTED = {
 SORTED_DESCENDING = {
     "id": [6, 5, 4, 3, 2, 1],
     "ca": [2, 3, 1, 4, 6, 5],
-    "category": [2, 1, 3, 6, 4, 5],
+    "category": [1, 3, 6, 4, 5, 2],
     "status": [1, 3, 4, 5, 2, 6],
     "notified": [2, 4, 1, 5, 6, 3],
     "next": [2, 4, 5, 1, 6, 3],
