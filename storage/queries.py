@@ -127,7 +127,7 @@ class BoardQuery:
     ca_rank: Mapping[str, int] = field(default_factory=dict)
 
 
-def _open_deadlines() -> sa.Table:
+def _deadline_table() -> sa.Table:
     return Deadline.__table__  # type: ignore[attr-defined, no-any-return]
 
 
@@ -143,7 +143,7 @@ def _board_where(query: sa.Select[Any], board: BoardQuery) -> sa.Select[Any]:
     if board.cas is not None:
         query = query.where(table.c.ca.in_(list(board.cas)))
     if board.overdue:
-        deadline = _open_deadlines()
+        deadline = _deadline_table()
         query = query.where(sa.exists().where(deadline.c.incident_id == table.c.id,
                                               _is_overdue(deadline, board.now)))
     return query
@@ -170,7 +170,7 @@ def board_rows(session: Session, board: BoardQuery, offset: int,
     query = sa.select(*(_plain(table.c[name]) for name in INCIDENT_ROW_COLUMNS))
     key: sa.ColumnElement[Any]
     if board.sort in ("next", "overdue"):
-        deadline = _open_deadlines()
+        deadline = _deadline_table()
         summary = (sa.select(deadline.c.incident_id.label("incident_id"),
                              sa.func.min(deadline.c.due_at).label("next_due_at"),
                              sa.func.count().filter(deadline.c.due_at <= board.now)
@@ -180,18 +180,18 @@ def board_rows(session: Session, board: BoardQuery, offset: int,
         query = query.outerjoin(summary, summary.c.incident_id == table.c.id)
         key = (summary.c.next_due_at if board.sort == "next"
                else sa.func.coalesce(summary.c.overdue, 0))
-    elif board.sort == "ca":
+    elif board.sort == "ca" and board.ca_rank:  # no names: no incidents (CASE needs a WHEN)
+        # A CA first seen after the ranks were read sorts after the others.
         key = sa.case(dict(board.ca_rank), value=table.c.ca, else_=len(board.ca_rank))
     elif board.sort == "notified":
-        key = table.c.notified_at
+        key = table.c.notified_at  # never NULL: an incident is a notification
     else:
         key = _text_order(session, table.c[board.sort if board.sort in (
             "category", "status") else "id"])
     ordered = key.desc() if board.descending else key.asc()
-    # A missing time: "notified" has it first (before any time), "next" last.
-    if board.sort == "notified":
-        ordered = ordered.nulls_last() if board.descending else ordered.nulls_first()
-    elif board.sort == "next":
+    if board.sort == "next":
+        # No dated open deadline sorts after every time; SQLite and PostgreSQL
+        # put NULL at opposite ends unless told.
         ordered = ordered.nulls_first() if board.descending else ordered.nulls_last()
     query = _board_where(query, board).order_by(ordered, table.c.year, table.c.seq)
     return session.execute(query.offset(offset).limit(limit)).all()

@@ -148,3 +148,11 @@ def test_the_board_pages_the_sorted_incidents(db, page, expected, number):
     # Filtered, then paged: the overdue incidents soonest next deadline first.
     assert board(db, overdue=True, sort="next", page=page, size=2)[:3] == (
         cli_rows(db, [3, 1] if number == 1 else [6]), 3, min(number, 2))
+
+
+@pytest.mark.parametrize("sort", pages.BOARD_SORTS)
+def test_an_empty_board_is_one_empty_page(tmp_path, sort):
+    db = open_database(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert board(db, sort=sort, descending=True, page=2) == ([], 0, 1, 1)
+    assert board(db, only_open=True, overdue=True, ca="Example CA", sort=sort) == ([], 0, 1, 1)
+    db.dispose()

@@ -22,7 +22,7 @@ from storage import queries
 from storage.models import Certificate
 
 # Board columns one may sort by (storage.queries.board_rows orders by each);
-# a missing time sorts last, ties keep incident order.
+# no next deadline sorts after every time, ties keep incident order.
 BOARD_SORTS = ("id", "ca", "category", "status", "notified", "next", "overdue")
 DEFAULT_SORT = "id"
 # Rows on one page of the board: a person reads a screenful, not 10,000 rows,
