@@ -2,13 +2,17 @@
 
 Goal (issue 21): the page in under 3x the query. The page is the real one:
 uvicorn on 127.0.0.1, a signed-in session, the board's first page sorted
-by next deadline (every incident read through bot/views.py, sorted, the
-first `BOARD_PAGE_SIZE` rendered). The bare query is one raw sqlite3
-statement fetching what the board shows (each incident's columns and its
-next open deadline, with the overdue count) on the same database. Rows are
-bulk inserted (no pipeline); each incident has three deadlines, one open.
-Both are timed alternately, so both see the same machine noise; the
-figures are medians.
+by next deadline (filtered, sorted and paged in SQL, the first
+`BOARD_PAGE_SIZE` rows built through bot/views.py and rendered). The bare
+query is the least SQL that gives that page, in raw sqlite3 on the same
+database: the incident count, and the first page of incidents ordered by
+next open deadline (which needs every incident's next deadline, so it
+aggregates all open deadlines) with what the board shows of each (its
+columns, the next deadline's kind and time, the overdue count). Fetching
+every row, as the board once did, would flatter the ratio; fetching fewer
+columns would not give the page. Rows are bulk inserted (no pipeline); each
+incident has three deadlines, one open. Both are timed alternately, so both
+see the same machine noise; the figures are medians.
 
     python -m bench.web_board [--incidents N] [--rounds N]
 """
@@ -59,13 +63,18 @@ auth = "none"
 port = {port}
 """ + "".join(f'[[ca]]\nname = "{ca}"\ncontacts = ["c{n}@ca{n}.test"]\n'
               for n, ca in enumerate(CAS))
+COUNT_QUERY = "SELECT COUNT(*) FROM incident"
+# The board's order: next deadline soonest first, none last, ties by incident.
 BARE_QUERY = """
-SELECT i.id, i.ca, i.category, i.status, i.notified_at, i.notified_on_time,
-       i.late_by_seconds, d.next_due_at, d.overdue
-FROM incident i LEFT JOIN (
-    SELECT incident_id, MIN(due_at) AS next_due_at, SUM(due_at <= ?) AS overdue
-    FROM deadline WHERE state = 'open' GROUP BY incident_id) d ON d.incident_id = i.id
-ORDER BY i.year, i.seq
+SELECT p.*, (SELECT kind FROM deadline d
+             WHERE d.incident_id = p.id AND d.state = 'open' AND d.due_at = p.next_due_at
+             ORDER BY d.id LIMIT 1) AS next_due_kind
+FROM (SELECT i.id, i.ca, i.category, i.status, i.notified_at, i.notified_on_time,
+             i.late_by_seconds, n.next_due_at, COALESCE(n.overdue, 0) AS overdue
+      FROM incident i LEFT JOIN (
+          SELECT incident_id, MIN(due_at) AS next_due_at, SUM(due_at <= ?) AS overdue
+          FROM deadline WHERE state = 'open' GROUP BY incident_id) n ON n.incident_id = i.id
+      ORDER BY n.next_due_at IS NULL, n.next_due_at, i.year, i.seq LIMIT ?) p
 """
 
 
@@ -108,21 +117,24 @@ def signed_in_cookie(config_path: Path) -> str:
     return session_id
 
 
-def bare(db_file: Path) -> tuple[float, int]:
+def bare(db_file: Path) -> tuple[float, int, list[str]]:
+    """(seconds, the incident count, the first page's ids) by the bare query."""
     t0 = time.perf_counter()
     with sqlite3.connect(db_file) as conn:
-        rows = conn.execute(BARE_QUERY, (NOW.replace(tzinfo=None).isoformat(" "),)).fetchall()
-    return time.perf_counter() - t0, len(rows)
+        (count,), = conn.execute(COUNT_QUERY).fetchall()
+        rows = conn.execute(BARE_QUERY, (NOW.replace(tzinfo=None).isoformat(" "),
+                                         BOARD_PAGE_SIZE)).fetchall()
+    return time.perf_counter() - t0, count, [row[0] for row in rows]
 
 
 def read_model(config_path: Path) -> float:
-    """`incidents_json` alone, as the command line runs it: the part of the page that reads."""
-    from bot.views import incidents_json
+    """`pages.board` alone: the part of the page that reads."""
+    from bot.web.pages import board
 
     db = open_database(load_config(config_path).storage_url)
     t0 = time.perf_counter()
     with db.read() as session:
-        incidents_json(session, NOW)
+        board(session, NOW, sort="next")
     elapsed = time.perf_counter() - t0
     db.dispose()
     return elapsed
@@ -153,11 +165,12 @@ def main() -> None:
                 page = client.get("/incidents?sort=next")
                 pages.append(time.perf_counter() - t1)
                 assert page.status_code == 200, page.status_code
-                rows = page.text.count("<tr><td><a href=\"/incidents/")
-                assert rows == min(BOARD_PAGE_SIZE, args.incidents), rows
+                shown = [line.split('"', 1)[0]
+                         for line in page.text.split('<tr><td><a href="/incidents/')[1:]]
                 assert f"{args.incidents} incident(s)" in page.text
-                elapsed, count = bare(Path(tmp) / "bench.db")
+                elapsed, count, ids = bare(Path(tmp) / "bench.db")
                 assert count == args.incidents
+                assert shown == ids, "the bare query must give the page's rows"
                 queries.append(elapsed)
                 models.append(read_model(path))
         loop.call_soon_threadsafe(stop.set)
@@ -167,7 +180,7 @@ def main() -> None:
               f"({len(page.content) / 1e3:.0f} kB HTML; median of {args.rounds})")
         print(f"bare query, same rows: {query_s * 1000:.1f} ms (median of {args.rounds})")
         model_s = statistics.median(models[1:])
-        print(f"read model (incidents_json) alone: {model_s * 1000:.0f} ms, "
+        print(f"read model (pages.board) alone: {model_s * 1000:.0f} ms, "
               f"{model_s / query_s:.1f}x the query")
         print(f"ratio: {page_s / query_s:.1f}x (goal < 3x)")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from datetime import datetime
 from email.parser import BytesHeaderParser
@@ -65,16 +65,27 @@ def incidents_json(session: Session, now: datetime) -> list[IncidentRow]:
     Read as columns, not objects, and not one query per incident: the web
     board lists thousands (bench/web_board.py).
     """
+    return incident_list_rows(queries.incident_rows(session),
+                              queries.open_deadline_rows(session), now)
+
+
+def incident_list_rows(incidents: Iterable[Sequence[Any]], open_deadlines: Iterable[Sequence[Any]],
+                       now: datetime) -> list[IncidentRow]:
+    """`incidents --json` rows of these incidents (queries.INCIDENT_ROW_COLUMNS), in their order.
+
+    `open_deadlines` are (incident_id, kind, due_at) soonest first, as
+    `queries.open_deadline_rows` reads them; the web board passes one page's.
+    """
     open_deadlines_of: dict[str, int] = {}
     dated_of: dict[str, list[tuple[str, datetime]]] = {}  # soonest first
-    for incident_id, kind, due_at in queries.open_deadline_rows(session):
+    for incident_id, kind, due_at in open_deadlines:
         open_deadlines_of[incident_id] = open_deadlines_of.get(incident_id, 0) + 1
         if due_at is not None:  # an undated request is open but never next nor overdue
             dated_of.setdefault(incident_id, []).append((kind, as_utc(due_at)))
     rows: list[IncidentRow] = []
     for (incident_id, ca, status, category, ruleset, created_at, notified_at,
          notification_deadline, on_time, late_by, closed_at,
-         resolved_at) in queries.incident_rows(session):
+         resolved_at) in incidents:
         dated = dated_of.get(incident_id, [])
         nxt = dated[0] if dated else None
         rows.append({

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -80,16 +81,120 @@ def incident_rows(session: Session) -> Sequence[sa.Row[Any]]:
                            .order_by(table.c.year, table.c.seq)).all()
 
 
-def open_deadline_rows(session: Session) -> Sequence[sa.Row[Any]]:
+def open_deadline_rows(session: Session,
+                       incident_ids: Sequence[str] | None = None) -> Sequence[sa.Row[Any]]:
     """(incident_id, kind, due_at) of every open deadline, soonest first (ix_deadline_state_due).
 
-    `due_at` may be naive (UTC): see `_plain`; it is None for an undated
-    request, which sorts first on SQLite and last on PostgreSQL.
+    With `incident_ids`, only theirs (a page of the board). `due_at` may be
+    naive (UTC): see `_plain`; it is None for an undated request, which sorts
+    first on SQLite and last on PostgreSQL.
     """
     table = Deadline.__table__  # type: ignore[attr-defined]
-    return session.execute(sa.select(table.c.incident_id, table.c.kind, _plain(table.c.due_at))
-                           .where(table.c.state == DL_OPEN)
-                           .order_by(table.c.due_at, table.c.id)).all()
+    query = sa.select(table.c.incident_id, table.c.kind, _plain(table.c.due_at)).where(
+        table.c.state == DL_OPEN)
+    if incident_ids is not None:
+        query = query.where(table.c.incident_id.in_(list(incident_ids)))
+    return session.execute(query.order_by(table.c.due_at, table.c.id)).all()
+
+
+def incident_cas(session: Session) -> list[str]:
+    """Every CA name incidents carry, each once (the board's CA filter and sort)."""
+    table = Incident.__table__  # type: ignore[attr-defined]
+    return [ca for (ca,) in session.execute(sa.select(table.c.ca).distinct())]
+
+
+# ---------------------------------------------------------------- the web board
+# The board filters, sorts and pages in SQL and reads the columns of the rows
+# it shows only: the page costs one page, not the program (bench/web_board.py).
+
+
+@dataclass(frozen=True)
+class BoardQuery:
+    """What the board lists: the filters, the sort and the page, as SQL needs them.
+
+    `cas` are the exact CA names to keep (the caller matches the person's
+    text against `incident_cas`), `ca_rank` a sort position for each CA name
+    (equal for names that differ only in case). Sort keys: id, ca, category,
+    status, notified, next, overdue; ties keep incident order (year, seq).
+    """
+
+    now: datetime
+    only_open: bool = False
+    overdue: bool = False
+    cas: Sequence[str] | None = None
+    sort: str = "id"
+    descending: bool = False
+    ca_rank: Mapping[str, int] = field(default_factory=dict)
+
+
+def _deadline_table() -> sa.Table:
+    return Deadline.__table__  # type: ignore[attr-defined, no-any-return]
+
+
+def _is_overdue(deadline: sa.Table, now: datetime) -> sa.ColumnElement[bool]:
+    # NULL <= now is not true: an undated request is never overdue.
+    return sa.and_(deadline.c.state == DL_OPEN, deadline.c.due_at <= now)
+
+
+def _board_where(query: sa.Select[Any], board: BoardQuery) -> sa.Select[Any]:
+    table = Incident.__table__  # type: ignore[attr-defined]
+    if board.only_open:
+        query = query.where(table.c.status == "open")
+    if board.cas is not None:
+        query = query.where(table.c.ca.in_(list(board.cas)))
+    if board.overdue:
+        deadline = _deadline_table()
+        query = query.where(sa.exists().where(deadline.c.incident_id == table.c.id,
+                                              _is_overdue(deadline, board.now)))
+    return query
+
+
+def board_count(session: Session, board: BoardQuery) -> int:
+    """How many incidents the board's filters keep."""
+    table = Incident.__table__  # type: ignore[attr-defined]
+    query = _board_where(sa.select(sa.func.count()).select_from(table), board)
+    return int(session.execute(query).scalar_one())
+
+
+def _text_order(session: Session, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """Code point order, as Python compares strings: PostgreSQL's database locale may not."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sa.collate(column, "C")
+    return column  # SQLite's default collation (BINARY) is code point order already
+
+
+def board_rows(session: Session, board: BoardQuery, offset: int,
+               limit: int) -> Sequence[sa.Row[Any]]:
+    """The INCIDENT_ROW_COLUMNS of one page of the board, in the board's order."""
+    table = Incident.__table__  # type: ignore[attr-defined]
+    query = sa.select(*(_plain(table.c[name]) for name in INCIDENT_ROW_COLUMNS))
+    key: sa.ColumnElement[Any]
+    if board.sort in ("next", "overdue"):
+        deadline = _deadline_table()
+        summary = (sa.select(deadline.c.incident_id.label("incident_id"),
+                             sa.func.min(deadline.c.due_at).label("next_due_at"),
+                             sa.func.count().filter(deadline.c.due_at <= board.now)
+                             .label("overdue"))
+                   .where(deadline.c.state == DL_OPEN).group_by(deadline.c.incident_id)
+                   .subquery())
+        query = query.outerjoin(summary, summary.c.incident_id == table.c.id)
+        key = (summary.c.next_due_at if board.sort == "next"
+               else sa.func.coalesce(summary.c.overdue, 0))
+    elif board.sort == "ca" and board.ca_rank:  # no names: no incidents (CASE needs a WHEN)
+        # A CA first seen after the ranks were read sorts after the others.
+        key = sa.case(dict(board.ca_rank), value=table.c.ca, else_=len(board.ca_rank))
+    elif board.sort == "notified":
+        key = table.c.notified_at  # never NULL: an incident is a notification
+    else:
+        key = _text_order(session, table.c[board.sort if board.sort in (
+            "category", "status") else "id"])
+    ordered = key.desc() if board.descending else key.asc()
+    if board.sort == "next":
+        # No dated open deadline sorts after every time; SQLite and PostgreSQL
+        # put NULL at opposite ends unless told.
+        ordered = ordered.nulls_first() if board.descending else ordered.nulls_last()
+    query = _board_where(query, board).order_by(ordered, table.c.year, table.c.seq)
+    return session.execute(query.offset(offset).limit(limit)).all()
 
 
 def next_due(session: Session, incident_id: str) -> datetime | None:

@@ -211,11 +211,11 @@ class Web:
         p = request.query_params
         ca = p.get("ca") or None
         only_open, overdue = p.get("open") == "1", p.get("overdue") == "1"
-        with self.ctx.db.read() as session:
-            rows = incidents_json(session, self.ctx.clock.now())
-        rows = filter_incidents(rows, only_open=only_open, overdue=overdue, ca=ca)
         if wants_json(request):
-            return JSONResponse(rows)
+            with self.ctx.db.read() as session:
+                rows = incidents_json(session, self.ctx.clock.now())
+            return JSONResponse(filter_incidents(rows, only_open=only_open, overdue=overdue,
+                                                 ca=ca))
         sort = p.get("sort") if p.get("sort") in pages.BOARD_SORTS else pages.DEFAULT_SORT
         desc = p.get("desc") == "1"
 
@@ -227,11 +227,13 @@ class Web:
             return urlencode({k: v for k, v in values.items() if v})
 
         page = int(p["page"]) if p.get("page", "").isdigit() else 1
-        shown, page, page_count = pages.page_of(pages.sort_rows(rows, sort, desc), page,
-                                                pages.BOARD_PAGE_SIZE)
-        return self.html(request, "board.html.j2", "Incidents", rows=shown, total=len(rows),
-                         page=page, pages=page_count, sort=sort, desc=desc,
-                         only_open=only_open, overdue=overdue, ca=ca, query=query,
+        with self.ctx.db.read() as session:
+            shown = pages.board(session, self.ctx.clock.now(), only_open=only_open,
+                                overdue=overdue, ca=ca, sort=sort, descending=desc, page=page,
+                                size=pages.BOARD_PAGE_SIZE)
+        return self.html(request, "board.html.j2", "Incidents", rows=shown.rows,
+                         total=shown.total, page=shown.page, pages=shown.pages, sort=sort,
+                         desc=desc, only_open=only_open, overdue=overdue, ca=ca, query=query,
                          cas=[c.name for c in self.ctx.config.cas])
 
     def incident(self, request: Request) -> Response:

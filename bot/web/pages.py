@@ -7,7 +7,7 @@ same shapes the JSON answers carry); the templates only lay it out.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import quote
@@ -17,19 +17,13 @@ from sqlmodel import Session
 from bot.clock import as_utc, iso
 from bot.decide.timeliness import format_span
 from bot.rules.rulesets import FORM_FIELDS_BY_KEY
+from bot.views import IncidentRow, incident_list_rows
 from storage import queries
 from storage.models import Certificate
 
-# Board columns one may sort by, and the key of each; a missing value sorts last.
-BOARD_SORTS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "id": lambda r: r["id"],
-    "ca": lambda r: r["ca"].casefold(),
-    "category": lambda r: r["category"],
-    "status": lambda r: r["status"],
-    "notified": lambda r: r["notified_at"] or "",
-    "next": lambda r: r["next_due_at"] or "~",  # "~" sorts after every ISO time
-    "overdue": lambda r: r["overdue"],
-}
+# Board columns one may sort by (storage.queries.board_rows orders by each);
+# no next deadline sorts after every time, ties keep incident order.
+BOARD_SORTS = ("id", "ca", "category", "status", "notified", "next", "overdue")
 DEFAULT_SORT = "id"
 # Rows on one page of the board: a person reads a screenful, not 10,000 rows,
 # and rendering every row of a large program cost 2-3x reading them all
@@ -44,17 +38,39 @@ _HEX = re.compile(r"^[0-9a-f]+$")
 MAX_SERIAL_HEX = 42
 
 
-def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:
-    sort_key = BOARD_SORTS.get(key, BOARD_SORTS[DEFAULT_SORT])
-    return sorted(rows, key=sort_key, reverse=descending)
+@dataclass(frozen=True)
+class Board:
+    """One page of the board: its rows (`incidents --json` rows), and where it is."""
+
+    rows: list[IncidentRow]
+    total: int  # incidents the filters keep, on every page
+    page: int  # counting from 1
+    pages: int
 
 
-def page_of(rows: list[dict[str, Any]], number: int, size: int
-            ) -> tuple[list[dict[str, Any]], int, int]:
-    """(the rows of page `number`, counting from 1, that page's number, the page count)."""
-    pages = max(1, -(-len(rows) // size))
-    number = min(max(1, number), pages)
-    return rows[(number - 1) * size:number * size], number, pages
+def board(session: Session, now: datetime, *, only_open: bool = False, overdue: bool = False,
+          ca: str | None = None, sort: str = DEFAULT_SORT, descending: bool = False,
+          page: int = 1, size: int = BOARD_PAGE_SIZE) -> Board:
+    """Page `page` of the incidents `incidents --open --overdue --ca` keeps, sorted by `sort`.
+
+    The same rows `filter_incidents` keeps, in the order sorting them by the
+    column would give; a page past the end is the last one. SQL filters,
+    sorts and pages; only the rows shown are built.
+    """
+    cas = queries.incident_cas(session) if ca is not None or sort == "ca" else []
+    folded = sorted({name.casefold() for name in cas})
+    query = queries.BoardQuery(
+        now=now, only_open=only_open, overdue=overdue,
+        # As `filter_incidents` compares: Python's casefold, which SQL's lower() is not.
+        cas=None if ca is None else [n for n in cas if n.casefold() == ca.strip().casefold()],
+        sort=sort if sort in BOARD_SORTS else DEFAULT_SORT, descending=descending,
+        ca_rank={name: folded.index(name.casefold()) for name in cas})
+    total = queries.board_count(session, query)
+    pages = max(1, -(-total // size))
+    page = min(max(1, page), pages)
+    incidents = queries.board_rows(session, query, (page - 1) * size, size)
+    deadlines = queries.open_deadline_rows(session, [row[0] for row in incidents])
+    return Board(incident_list_rows(incidents, deadlines, now), total, page, pages)
 
 
 def local(value: str | datetime | None, tz: tzinfo) -> str:
