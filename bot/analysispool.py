@@ -74,6 +74,8 @@ Analyse = Callable[..., Analysis]
 _child: tuple[Config, Trust, Analyse] | None = None
 # This child's place on the board: which message it is parsing (0: none).
 _place: tuple[Any, int] | None = None
+# `ru_maxrss` as the child started: its parent's, through fork and exec.
+_inherited_peak = 0
 
 
 class _Board:
@@ -126,7 +128,8 @@ class _Children:
 
 
 def _start_child(config_path: str, analyse: Analyse, board: _Board) -> None:
-    global _child, _place
+    global _child, _place, _inherited_peak
+    _inherited_peak = _peak_rss()
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), name="parent-watch",
@@ -160,6 +163,18 @@ def _rss() -> int:
 
 def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def _own_peak_rss() -> int:
+    """This child's own peak size, not the one it was born with.
+
+    Linux carries `ru_maxrss` through fork and exec: a child spawned by a
+    worker of 300 MiB starts with a 300 MiB "peak" while it is a tenth of
+    that, and would be replaced after every batch. Until the child passes
+    what it inherited, its size now is the best we know.
+    """
+    peak = _peak_rss()
+    return peak if peak > _inherited_peak else _rss()
 
 
 def _exit_with(parent_sentinel: int) -> None:
@@ -203,7 +218,7 @@ def _analyse_in_child(batch: list[Stored]) -> _Answer:
         except Exception:  # recorded by the worker, which runs it again with its traceback
             results.append(None)
     ids[place] = 0
-    return _Answer(os.getpid(), results, _rss(), _peak_rss())
+    return _Answer(os.getpid(), results, _rss(), _own_peak_rss())
 
 
 def _reaped(process: multiprocessing.process.BaseProcess | None

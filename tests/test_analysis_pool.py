@@ -438,3 +438,28 @@ def test_a_message_past_the_memory_bound_fails_alone_and_is_not_parsed_in_the_wo
                      "process may use ([bot] analysis_memory_limit)")
     assert pool.aborted == 1 and pool.analysed == 4
     ctx.db.dispose()
+
+
+def test_children_of_a_large_worker_are_not_replaced_for_the_size_they_were_born_with(tmp_path):
+    # Linux carries ru_maxrss through fork and exec: a worker grown past the
+    # recycling size (a large list parsed in-process, say) spawns children that
+    # report its peak as theirs. They must be judged by what they grew to.
+    ctx = _pool_context(tmp_path / "bot")
+    recycle = ctx.config.bot.analysis_recycle_rss * analysispool.MIB
+    ballast = bytearray(recycle + 64 * analysispool.MIB)  # zero-filled: every page touched
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 > recycle
+    pool = AnalysisPool(ctx.config, processes=1)
+    try:
+        assert pool.start()
+        [child] = pool.child_pids()
+        for n in range(3):
+            _store(ctx, [make_mail(CA_CONTACT, f"Security incident {n}",
+                                   COMPLETE_FORM.replace("Example Issuing CA 2", f"CA {n}"),
+                                   message_id=f"<small-{n}@exampleca.test>")])
+            assert process_pending(ctx, pool=pool).processed == 1
+        assert pool.recycled == 0
+        assert pool.child_pids() == [child]
+        assert pool.peak_rss < recycle
+    finally:
+        pool.close()
+        del ballast
