@@ -31,6 +31,14 @@ def incident_ids(bot) -> list[str]:  # type: ignore[no-untyped-def]
         return [i.id for i in queries.incidents(session)]
 
 
+def notify_as(bot, sink, sender: str, form: str) -> str:  # type: ignore[no-untyped-def]
+    """`sender` mails `form`; the incident id of the new acknowledgement to them."""
+    before = count(sink, sink.to(sender, "Notification received"))
+    send(bot, make_mail(sender, "Security incident notification", form))
+    ack = sink.wait_for(sink.to(sender, "Notification received"), count=before + 1)[-1]
+    return ack.subject.split("[", 1)[1].split("]", 1)[0]
+
+
 def send_form(bot, form: str, message_id: str) -> None:  # type: ignore[no-untyped-def]
     send(bot, make_mail(CA_CONTACT, "Security incident notification", form,
                         message_id=message_id))
@@ -62,21 +70,23 @@ def test_the_same_form_again_within_a_day_is_recorded_in_the_first_incident(tmp_
         assert acks(sink) == 1  # the CA is not acknowledged twice
 
 
-def test_a_changed_answer_or_a_day_later_is_a_new_incident(tmp_path):
+def test_a_changed_answer_or_a_day_later_or_another_ca_is_a_new_incident(tmp_path):
     with story_bot(tmp_path, NOW) as (bot, sink, _pki):
         first = notify(bot, sink)
         changed = notify(bot, sink, COMPLETE_FORM.replace("revoking 12", "revoking 13"))
         bot.clock.set(NOW + timedelta(days=1))
         a_day_later = notify(bot, sink)
+        # Another CA's contact sending that very text (it names Example CA): its own incident.
+        theirs = notify_as(bot, sink, OTHER_CA_CONTACT, COMPLETE_FORM)
         other_ca = COMPLETE_FORM.replace("CA name: Example CA", "CA name: Other CA")
-        send(bot, make_mail(OTHER_CA_CONTACT, "Security incident notification", other_ca))
-        sink.wait_for(sink.to(OTHER_CA_CONTACT, "Notification received"))
+        their_own = notify_as(bot, sink, OTHER_CA_CONTACT, other_ca)
         send(bot, make_mail(OTHER_CA_CONTACT, "Security incident notification", other_ca))
         sink.wait_for(lambda r: "The same notification again" in r.subject)
 
-        assert len({first, changed, a_day_later}) == 3
-        assert len(incident_ids(bot)) == 4  # the Other CA's second form opened nothing
+        assert len({first, changed, a_day_later, theirs, their_own}) == 5
+        assert len(incident_ids(bot)) == 5  # the Other CA's second form opened nothing
         assert acks(sink) == 3
+        assert show(bot, theirs)["ca"] == "Other CA"
         assert [e for e in show(bot, first)["events"]
                 if e["kind"] == "duplicate-notification"] == []
 
@@ -126,10 +136,8 @@ def test_merge_moves_the_other_incident_here_and_closes_it_with_a_pointer(tmp_pa
 def test_merge_refuses_an_unknown_the_same_or_another_cas_incident(tmp_path):
     with story_bot(tmp_path, NOW) as (bot, sink, _pki):
         keep = notify(bot, sink)
-        send(bot, make_mail(OTHER_CA_CONTACT, "Security incident notification",
-                            COMPLETE_FORM.replace("CA name: Example CA", "CA name: Other CA")))
-        theirs = sink.wait_for(sink.to(OTHER_CA_CONTACT, "Notification received"))[0] \
-            .subject.split("[", 1)[1].split("]", 1)[0]
+        theirs = notify_as(bot, sink, OTHER_CA_CONTACT,
+                           COMPLETE_FORM.replace("CA name: Example CA", "CA name: Other CA"))
         for line, error in ((f"/merge {keep}", f"{keep} is this incident"),
                             ("/merge INC-2026-0099", "there is no incident INC-2026-0099"),
                             ("/merge yesterday's", "is not an incident id"),
