@@ -227,6 +227,7 @@ def incident_json(session: Session, incident: Incident, now: datetime) -> dict[s
         "opened_at": iso(incident.created_at),
         "closed_at": iso(incident.closed_at),
         "resolved_at": iso(incident.resolved_at),
+        "merged_into": incident.merged_into,  # set when staff /merge'd it into that one
         "exceptional": incident.exceptional,
         "public_disclosure": incident.public_disclosure,
         "reports_mode": incident.reports_mode,

@@ -64,6 +64,12 @@ Any other information the CA believes appropriate: none
 """
 
 
+def numbered_form(n: int) -> str:
+    """COMPLETE_FORM as the n-th of several incidents: the same form again within a day is
+    that notification re-sent (bot/decide/duplicates.py), so each differs in one answer."""
+    return COMPLETE_FORM.replace("appropriate: none", f"appropriate: incident {n} of a series")
+
+
 def eventually(what: str, predicate: Callable[[], object],
                timeout: float = WAIT_SECONDS) -> object:
     """Wait, bounded, until `predicate()` is true and return its value; fail naming `what`."""

@@ -91,9 +91,11 @@ def send(bot: RunningBot, raw: bytes) -> None:
 
 
 def notify(bot: RunningBot, sink: Sink, form: str = COMPLETE_FORM) -> str:
-    """The CA mails the form; returns the incident id from the acknowledgement."""
+    """The CA mails the form; returns the incident id from its (new) acknowledgement."""
+    is_ack = sink.to(CA_CONTACT, "Notification received")
+    before = count(sink, is_ack)
     send(bot, make_mail(CA_CONTACT, "Security incident notification", form))
-    ack = sink.wait_for(sink.to(CA_CONTACT, "Notification received"))[-1]
+    ack = sink.wait_for(is_ack, count=before + 1)[-1]
     return ack.subject.split("[", 1)[1].split("]", 1)[0]
 
 

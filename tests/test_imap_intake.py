@@ -35,7 +35,6 @@ from storage.models import STATE_STORED, InboundMessage
 from tests.dovecot import Dovecot, dovecot_server  # noqa: F401  (the `dovecot` fixture)
 from tests.harness import (
     CA_CONTACT,
-    COMPLETE_FORM,
     STAFF,
     WAIT_SECONDS,
     RunningBot,
@@ -43,6 +42,7 @@ from tests.harness import (
     eventually,
     free_port,
     make_mail,
+    numbered_form,
     write_config,
 )
 
@@ -101,7 +101,7 @@ def imap_password(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def form(n: int) -> bytes:
-    return make_mail(CA_CONTACT, f"Security incident notification {n}", COMPLETE_FORM,
+    return make_mail(CA_CONTACT, f"Security incident notification {n}", numbered_form(n),
                      message_id=f"<form-{n}@exampleca.test>")
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from storage.migrate import HEAD
-from tests.harness import CA_CONTACT, COMPLETE_FORM, free_port, make_mail, write_config
+from tests.harness import (
+    CA_CONTACT,
+    COMPLETE_FORM,
+    free_port,
+    make_mail,
+    numbered_form,
+    write_config,
+)
 from tests.operator import cli, fails_with, ok, read_only
 
 RECEIVED = {"Received": "from mx.exampleca.test by mx.program.test; "
@@ -317,7 +324,7 @@ def test_help_has_examples_and_no_type_noise_on_flags(config):
 def test_incidents_pages_and_refuses_an_unknown_ca(config, tmp_path):
     for n in (1, 2, 3):
         ok(cli(config, "ingest", str(_eml(tmp_path, f"f{n}.eml", make_mail(
-            CA_CONTACT, f"Security incident notification {n}", COMPLETE_FORM,
+            CA_CONTACT, f"Security incident notification {n}", numbered_form(n),
             message_id=f"<form-{n}@exampleca.test>", headers=RECEIVED)))))
     page = ok(cli(config, "incidents", "--limit", "2", "--offset", "1")).stdout
     assert "INC-2026-0001" not in page

@@ -21,7 +21,7 @@ from storage.models import (
     OutboundMessage,
 )
 from storage.rawstore import Arrival, store_batch
-from tests.harness import CA_CONTACT, COMPLETE_FORM, make_mail, write_config
+from tests.harness import CA_CONTACT, make_mail, numbered_form, write_config
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -34,7 +34,7 @@ def test_a_message_failing_halfway_is_rolled_back_alone(tmp_path, monkeypatch):
     poisoned = f"<batch-{count // 2}@exampleca.test>"
     with ctx.db.write() as session:
         store_batch(session, [Arrival(make_mail(CA_CONTACT, f"Security incident {n}",
-                                                COMPLETE_FORM,
+                                                numbered_form(n),
                                                 message_id=f"<batch-{n}@exampleca.test>"),
                                       "smtp", NOW) for n in range(count)])
 
@@ -77,7 +77,7 @@ def test_a_message_failing_inside_opening_its_incident_leaves_its_number_to_the_
     ctx = make_context(config, open_database(config.storage_url), FixedClock(NOW))
     with ctx.db.write() as session:
         store_batch(session, [Arrival(make_mail(CA_CONTACT, f"Security incident {n}",
-                                                COMPLETE_FORM,
+                                                numbered_form(n),
                                                 message_id=f"<inside-{n}@exampleca.test>"),
                                       "smtp", NOW) for n in range(3)])
     acknowledge = incidents.acknowledgement

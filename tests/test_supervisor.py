@@ -17,12 +17,12 @@ from bot.supervisor import _Child
 from tests.harness import (
     BOT,
     CA_CONTACT,
-    COMPLETE_FORM,
     WAIT_SECONDS,
     Sink,
     eventually,
     free_port,
     make_mail,
+    numbered_form,
     write_config,
 )
 
@@ -52,7 +52,7 @@ class ServeLog:
 def _send_form(port: int, n: int) -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=WAIT_SECONDS) as smtp:
         smtp.sendmail(CA_CONTACT, [BOT], make_mail(
-            CA_CONTACT, f"Security incident {n}", COMPLETE_FORM,
+            CA_CONTACT, f"Security incident {n}", numbered_form(n),
             message_id=f"<supervised-{n}@exampleca.test>", date=datetime.now(UTC)))
 
 

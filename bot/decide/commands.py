@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlmodel import Session
@@ -25,6 +25,7 @@ from bot.clock import as_utc
 from bot.context import Context
 from bot.decide.classify import Classification
 from bot.decide.digest import UNAUTHENTICATED_EVENT
+from bot.decide.merge import other_incident
 from bot.decide.notices import resolve_root
 from bot.decide.outmail import to_sender
 from bot.decide.replay import Use, record_use, refusal, refuse
@@ -49,6 +50,7 @@ class _State:
 
     exceptional: bool
     status: str
+    merged: set[str] = field(default_factory=set)
 
 
 def handle_command(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis,
@@ -76,7 +78,7 @@ def handle_command(session: Session, ctx: Context, inbound: InboundMessage, anal
     commands = [c for c in parsed if isinstance(c, Command)]
     steps: list[Step] = []
     if not problems:
-        steps, problems = _check(ctx, incident, commands, now)
+        steps, problems = _check(session, ctx, incident, commands, now)
     if problems:
         inbound.note = f"commands refused: {len(problems)} error(s); nothing changed"
         if incident is not None:
@@ -108,21 +110,21 @@ def _unauthenticated(session: Session, inbound: InboundMessage, incident: Incide
     log.warning("message %s: staff commands from %s refused: %s", inbound.id, sender, reason)
 
 
-def _check(ctx: Context, incident: Incident | None, commands: list[Command],
-           now: datetime) -> tuple[list[Step], list[CommandProblem]]:
+def _check(session: Session, ctx: Context, incident: Incident | None,
+           commands: list[Command], now: datetime) -> tuple[list[Step], list[CommandProblem]]:
     state = _State(exceptional=bool(incident and incident.exceptional),
                    status=incident.status if incident else "open")
     steps, problems = [], []
     for cmd in commands:
         try:
-            steps.append(_check_one(ctx, incident, cmd, state, now))
+            steps.append(_check_one(session, ctx, incident, cmd, state, now))
         except CommandError as exc:
             problems.append(CommandProblem(cmd.line, str(exc), usage_lines(cmd.name)))
     return steps, problems
 
 
-def _check_one(ctx: Context, incident: Incident | None, cmd: Command, state: _State,
-               now: datetime) -> Step:
+def _check_one(session: Session, ctx: Context, incident: Incident | None, cmd: Command,
+               state: _State, now: datetime) -> Step:
     if incident is None:
         if cmd.needs_incident:
             raise CommandError("this command needs an incident: reply in its thread or put "
@@ -151,6 +153,13 @@ def _check_one(ctx: Context, incident: Incident | None, cmd: Command, state: _St
         return Step(cmd, due=due)
     elif cmd.name == "notice":
         return _check_notice(ctx, incident, cmd, state, now)
+    elif cmd.name == "merge":
+        other = other_incident(session, incident, cmd.target or "",
+                               ctx.config.bot.incident_prefix)
+        if other.id in state.merged:
+            raise CommandError(f"{other.id} is named twice")
+        state.merged.add(other.id)
+        return Step(cmd, other=other)
     return Step(cmd)
 
 

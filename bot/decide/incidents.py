@@ -20,6 +20,7 @@ from bot.analysis import Analysis
 from bot.context import Context
 from bot.decide.classify import Classification
 from bot.decide.disclosure import open_disclosure_deadline
+from bot.decide.duplicates import form_digest
 from bot.decide.formchecks import ca_name_flag, with_ca_name
 from bot.decide.mail import acknowledgement, new_incident_alert, update_receipt
 from bot.decide.timeliness import Timeliness, compute_r1
@@ -160,7 +161,7 @@ def open_incident(session: Session, ctx: Context, inbound: InboundMessage,
         id=incident_id, year=notified_at.year, seq=seq, ca=cls.ca.name,
         category=form.category, ruleset=ruleset.name, notified_at=notified_at,
         form_source=form.source, thread_message_id=analysis.message.message_id,
-        created_at=ctx.clock.now(),
+        created_at=ctx.clock.now(), form_digest=form_digest(form),
     )
     times = {k: (form.fields[k].at if k in form.fields else None) for k in TIME_FIELDS}
     r1 = compute_r1(ruleset, times, notified_at)

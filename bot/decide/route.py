@@ -17,6 +17,8 @@ from bot.decide.certificates import handle_certificate_list
 from bot.decide.classify import ROLE_CA, ROLE_UNKNOWN, Classification, classify
 from bot.decide.commands import handle_command
 from bot.decide.disclosure import record_disclosure
+from bot.decide.duplicates import first_with_form, form_digest, record_duplicate
+from bot.decide.formchecks import with_ca_name
 from bot.decide.incidents import open_incident
 from bot.decide.limits import report_limits
 from bot.decide.mail import send_blank_form
@@ -33,6 +35,12 @@ Handler = Callable[[Session, Context, InboundMessage, Analysis, Classification],
 
 def _notification(session: Session, ctx: Context, inbound: InboundMessage, analysis: Analysis,
                   cls: Classification) -> None:
+    assert analysis.form is not None and cls.ca is not None
+    digest = form_digest(with_ca_name(analysis.form, cls.ca.name))
+    first = first_with_form(session, cls.ca.name, digest, inbound)
+    if first is not None:  # the same form re-sent: recorded there, opens nothing
+        record_duplicate(session, ctx, first, inbound, analysis)
+        return
     incident = open_incident(session, ctx, inbound, analysis, cls)
     inbound.incident_id = incident.id
 

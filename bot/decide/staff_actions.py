@@ -17,6 +17,7 @@ from sqlmodel import Session
 from bot.clock import as_utc
 from bot.context import Context
 from bot.decide import cadence, resolution
+from bot.decide import merge as merging
 from bot.decide.alerts import alert_staff
 from bot.decide.deadlines import cancel_open, close_deadline, label, open_deadline
 from bot.decide.notices import give_notice
@@ -53,6 +54,7 @@ class Step:
     command: Command
     due: datetime | None = None
     root: Root | None = None
+    other: Incident | None = None  # for /merge: the incident to move into this one
 
 
 Action = Callable[[Run, Step], list[str]]
@@ -219,6 +221,21 @@ def reopen(run: Run, step: Step) -> list[str]:
                                           if kind else "")]
 
 
+def merge(run: Run, step: Step) -> list[str]:
+    incident, other = run.incident, step.other
+    assert incident is not None and other is not None
+    moved = merging.merge(run.session, incident, other, run.now, run.sender, run.inbound_id,
+                          step.command.line)
+    repeated = f" ({moved.repeated} listed in both, kept once)" if moved.repeated else ""
+    summary = (f"{other.id} merged into this incident: {moved.messages} message(s), "
+               f"{moved.events} event(s), {moved.deadlines} deadline(s), "
+               f"{moved.certificates} certificate(s){repeated}; {other.id} closed")
+    _event(run, step, "incident-merged", summary)
+    return [f"{other.id} was merged into {incident.id}: {moved.messages} message(s), "
+            f"{moved.events} event(s), {moved.deadlines} deadline(s), {moved.certificates} "
+            f"certificate(s){repeated} moved; {other.id} is closed and points here."]
+
+
 def status(run: Run, step: Step) -> list[str]:
     if run.incident is not None:
         return incident_status(run.session, run.incident, run.now)
@@ -241,5 +258,6 @@ ACTIONS: dict[tuple[str, str | None], Action] = {
     ("resolved", None): resolved,
     ("close", None): close,
     ("reopen", None): reopen,
+    ("merge", None): merge,
     ("status", None): status,
 }

@@ -66,6 +66,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("resolved", None, r"", "/resolved", "R4", True),
     CommandSpec("close", None, r"", "/close", ADMIN, True),
     CommandSpec("reopen", None, r"", "/reopen", ADMIN, True),
+    # Sent in the thread of the incident to keep; the named one is moved into it.
+    CommandSpec("merge", None, r"\s+(?P<target>\S+)", "/merge INC-YYYY-NNNN", ADMIN, True),
     CommandSpec("status", None, r"", "/status", ADMIN, False),
 )
 
