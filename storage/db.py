@@ -170,7 +170,7 @@ def create_schema(engine: Engine, read_engine: Engine | None = None) -> None:
     above theirs instead of running on a schema they do not know.
     """
     migrate.upgrade(engine, read_engine)
-    version = str(migrate.number_of(migrate.head()))
+    version = str(int(migrate.head()))
     with Session(read_engine or engine) as session:
         row = session.get(Meta, "schema_version")
         if row is not None and row.value == version:

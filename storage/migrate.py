@@ -38,7 +38,7 @@ log = logging.getLogger("rootnotify.storage")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest file in migrations/versions, known without loading Alembic;
 # tests/test_migrations.py fails when a new revision does not move it.
-HEAD = "0007_i19b"
+HEAD = "0007"
 # What a database made before migrations is (storage/migrations/versions/0001_*).
 FIRST_REVISION = "0001"
 # A table every rootnotify schema has had: its presence without Alembic's
@@ -87,11 +87,6 @@ def _scripts() -> ScriptDirectory:
 def head() -> str:
     """This rootnotify's newest schema revision."""
     return HEAD
-
-
-def number_of(revision: str) -> int:
-    """The number of a revision id: a branch's carries its issue after it ("0007_i19b")."""
-    return int(revision.split("_")[0])
 
 
 def revision_of(connection: Connection) -> tuple[str | None, bool]:

@@ -77,7 +77,7 @@ def test_a_database_from_before_migrations_is_adopted_with_what_it_holds(tmp_pat
     open_database(_url(path)).dispose()
     assert _rows(path, "SELECT version_num FROM alembic_version") == [(migrate.head(),)]
     assert dict(_rows(path, "SELECT key, value FROM meta")) == {
-        "schema_version": str(migrate.number_of(migrate.head())),
+        "schema_version": str(int(migrate.head())),
         "scheduler_last_run": "2026-11-26T12:00:00+00:00"}
     assert _rows(path, "SELECT message_id, status, recipients, failed_recipients, "
                        "retry_recipients FROM outbound_message") == [
@@ -135,7 +135,7 @@ def failing_next_revision(tmp_path, monkeypatch):
     shutil.copytree(migrate.MIGRATIONS_DIR, scripts,
                     ignore=shutil.ignore_patterns("__pycache__"))
     current = migrate.head()
-    following = f"{migrate.number_of(current) + 1:04d}"
+    following = f"{int(current) + 1:04d}"
     (scripts / "versions" / f"{following}_fails.py").write_text(
         FAILING_REVISION.format(revision=following, down=current))
     monkeypatch.setattr(migrate, "MIGRATIONS_DIR", scripts)

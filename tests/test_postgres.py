@@ -85,7 +85,7 @@ def test_processes_starting_while_another_writes_the_schema_version_all_start(po
     with db.engine.connect() as connection:
         assert connection.exec_driver_sql(
             "SELECT value FROM meta WHERE key = 'schema_version'").scalars().all() == [
-            str(migrate.number_of(migrate.HEAD))]
+            str(int(migrate.HEAD))]
     db.dispose()
 
 

@@ -5,7 +5,7 @@ incident now keeps the SHA-256 of the answers that opened it (indexed with
 its CA, for the duplicate check), and, when staff merged it into another,
 that other incident's id.
 
-Revision ID: 0007_i19b
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_i19b"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
