@@ -607,6 +607,20 @@ def test_mangled_certificates_never_raise(junk: bytes, at: int) -> None:
     _never_raises("m.pem", pem + b"-----END CERTIFICATE-----\n")
 
 
+def test_a_certificate_whose_issuer_name_has_an_unknown_string_tag_still_counts() -> None:
+    # cryptography loads such a certificate and then raises KeyError on `.issuer`;
+    # found by test_mangled_certificates_never_raise (an "internal error" before).
+    leaf = issue(1).leaves[0]
+    der = leaf.public_bytes(serialization.Encoding.DER)
+    value = b"Example Issuing CA"
+    at = der.index(bytes([0x0C, len(value)]) + value)  # the issuer CN's UTF8String tag
+    [record] = parse("m.der", der[:at] + b"\x00" + der[at + 1 :])
+    assert isinstance(record, CertRecord)
+    assert record.issuer is None
+    assert record.subject == leaf.subject.rfc4514_string()
+    assert record.serial == format(leaf.serial_number, "x")
+
+
 # The CSV fast path (bot.parse.certlists_csv) must read every row it accepts
 # exactly as the general path does. Each column mixes cells of the fast path's
 # shape (first, drawn three times as often) with cells it must hand on.

@@ -118,6 +118,12 @@ def _serial_from_content(content: bytes) -> str:
     return content.hex().lstrip("0") or "0"
 
 
+# What cryptography raises for a name it parsed lazily and cannot read: a
+# ValueError for bad text, a KeyError for an ASN.1 string tag it does not know
+# (a certificate whose name has a tag of 0 loads, then fails on `.issuer`).
+NAME_ERRORS = (ValueError, KeyError)
+
+
 class _CertReader:
     """Certificate DER → CertRecord, with the per-list name caches."""
 
@@ -136,7 +142,7 @@ class _CertReader:
             cache.clear()
         try:
             text: str | None = get().rfc4514_string()
-        except ValueError:
+        except NAME_ERRORS:
             # e.g. a CN that is not valid UTF-8: the certificate still counts.
             text = None
         cache[key] = text
@@ -206,7 +212,7 @@ class _CertReader:
         try:
             issuer = cert.issuer.rfc4514_string()
             subject = cert.subject.rfc4514_string()
-        except ValueError:
+        except NAME_ERRORS:
             pass
         return CertRecord(
             sha256,
@@ -226,7 +232,7 @@ class _CertReader:
 def _common_names(cert: x509.Certificate) -> tuple[str, ...]:
     try:
         attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    except ValueError:
+    except NAME_ERRORS:
         return ()
     return tuple(str(a.value).strip().lower() for a in attrs if str(a.value).strip())
 
