@@ -367,7 +367,11 @@ class AnalysisPool:
                 self._retired.append(self._children)
             self._executor = None
             self._children = None
-        for retired in self._retired:  # replaced for their size; idle by now, or stuck
+        self._end_retired()
+
+    def _end_retired(self) -> None:
+        """End the children replaced for their size (idle by now, or stuck); forget the pids."""
+        for retired in self._retired:
             for process in retired.processes():
                 process.join(CLOSE_GRACE_SECONDS)
             retired.kill()
@@ -527,9 +531,4 @@ class AnalysisPool:
                 process.join(CLOSE_GRACE_SECONDS)
             self._executor = None
             self._children = None
-        for retired in self._retired:  # replaced for their size; idle by now, or stuck
-            for process in retired.processes():
-                process.join(CLOSE_GRACE_SECONDS)
-            retired.kill()
-        self._retired = []
-        self._pids = set()
+        self._end_retired()
