@@ -26,7 +26,7 @@ from tests.harness import (
     write_config,
 )
 
-STARTED = re.compile(r"(worker|sender) process started \(pid (\d+)\)")
+STARTED = re.compile(r"(worker|sender|web) process started \(pid (\d+)\)")
 
 
 class ServeLog:

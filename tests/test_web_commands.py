@@ -16,7 +16,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,30 +33,9 @@ from tests.harness import (
 )
 from tests.test_cli_and_ingest import rootnotify
 from tests.test_operator_view import INCIDENT, build_scenario, staff_request
+from tests.test_supervisor import ServeLog as Log
 from tests.test_supervisor import _send_form
 from tests.web_harness import csrf_of, web_config
-
-STARTED = re.compile(r"(worker|sender|web) process started \(pid (\d+)\)")
-
-
-class Log:
-    """A process's stderr, read as it comes, with the pid of each child as last started."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self.pids: dict[str, int] = {}
-        assert proc.stderr is not None
-        self._stream = proc.stderr
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self._stream:
-            if found := STARTED.search(line):
-                self.pids[found.group(1)] = int(found.group(2))
-            self.lines.append(line)
-
-    def saw(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
 
 # status --json fields that move with the moment of asking, not with the database.
 MOMENTARY = ("checked_at", "_age_seconds")  # and a dossier's exported_at
