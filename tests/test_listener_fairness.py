@@ -14,23 +14,15 @@ import smtplib
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
-from bot.clock import FixedClock
-from bot.config import load_config
 from tests.harness import (
     BOT,
     CA_CONTACT,
     WAIT_SECONDS,
-    RunningBot,
-    Sink,
-    free_port,
     make_mail,
-    write_config,
 )
+from tests.test_listener_safety import bot_with_smtp
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 HONEST = "127.0.0.2"
@@ -38,20 +30,6 @@ ABUSER = "127.0.0.1"
 # How long an honest delivery may take beside the abuser: "within seconds".
 HONEST_SECONDS = 5.0
 SESSION_TIMEOUT = 3
-
-
-@contextmanager
-def listener(tmp_path: Path, smtp_lines: str) -> Iterator[RunningBot]:
-    sink = Sink().start()
-    path = write_config(tmp_path, smtp_port=free_port(), relay_port=sink.port)
-    path.write_text(path.read_text().replace(
-        "max_message_size = 1048576", f"max_message_size = 1048576\n{smtp_lines}"))
-    bot = RunningBot(load_config(path), FixedClock(NOW)).start()
-    try:
-        yield bot
-    finally:
-        bot.stop()
-        sink.stop()
 
 
 class Trickler:
@@ -108,7 +86,7 @@ def deliver_honestly(port: int, subject: str) -> float:
 
 
 def test_an_abusive_client_beside_an_honest_one(tmp_path):
-    with listener(tmp_path, f"session_timeout = {SESSION_TIMEOUT}") as bot:
+    with bot_with_smtp(tmp_path, f"session_timeout = {SESSION_TIMEOUT}") as bot:
         port = bot.config.smtp.port
         assert bot.config.smtp.max_connections == 100
         assert bot.config.smtp.max_connections_per_client == 5
@@ -132,7 +110,7 @@ def test_an_abusive_client_beside_an_honest_one(tmp_path):
 
 def test_a_share_of_the_slots_is_kept_for_clients_with_no_session(tmp_path):
     lines = "max_connections = 10\nmax_connections_per_client = 10\nreserved_percent = 30"
-    with listener(tmp_path, lines) as bot:
+    with bot_with_smtp(tmp_path, lines) as bot:
         port = bot.config.smtp.port
         abuser = Trickler(port, 10)
         try:
@@ -145,7 +123,7 @@ def test_a_share_of_the_slots_is_kept_for_clients_with_no_session(tmp_path):
 
 
 def test_the_programs_own_mx_may_be_exempted_from_the_per_client_cap(tmp_path):
-    with listener(tmp_path, f'unlimited_clients = ["{ABUSER}"]') as bot:
+    with bot_with_smtp(tmp_path, f'unlimited_clients = ["{ABUSER}"]') as bot:
         relay = Trickler(bot.config.smtp.port, 12)  # the MX, delivering in parallel
         try:
             assert [g[:3] for g in relay.greetings] == [b"220"] * 12
