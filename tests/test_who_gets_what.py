@@ -10,7 +10,6 @@ whose Cc alone bounces stays `sent`, the Cc in `failed_to`.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses
@@ -32,6 +31,7 @@ from tests.harness import (
     make_mail,
 )
 from tests.story import ROOT_NAME, command, notify, send, show, story_bot, tick
+from tests.test_mail_hygiene_flow import dsn
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 TEAM = (STAFF, OTHER_STAFF)
@@ -206,45 +206,6 @@ def test_the_digest_goes_to_every_staff_address_without_a_tag(tmp_path):
 # --------------------------------------------------------------------------
 # What a bounce means for the mail's status
 # --------------------------------------------------------------------------
-
-
-def dsn(original_id: str, recipient: str) -> bytes:
-    """An RFC 3464 report of a permanent failure for `recipient`, as Postfix writes them."""
-    return f"""\
-From: Mail Delivery System <MAILER-DAEMON@mx.exampleca.test>
-To: {BOT}
-Subject: Undelivered Mail Returned to Sender
-Date: Thu, 26 Nov 2026 12:01:00 +0000
-Message-ID: <{uuid.uuid4().hex}@mx.exampleca.test>
-Auto-Submitted: auto-replied
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="R"
-
---R
-Content-Type: text/plain; charset=us-ascii
-
-This is the mail system at host mx.exampleca.test.
-
---R
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.exampleca.test
-
-Final-Recipient: rfc822; {recipient}
-Action: failed
-Status: 5.1.1
-Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User unknown
-
---R
-Content-Type: text/rfc822-headers
-
-From: Root Program <{BOT}>
-To: {recipient}
-Message-ID: {original_id}
-Subject: Notification received
-
---R--
-""".replace("\n", "\r\n").encode()
 
 
 def the_mail(bot, inc: str, message_id: str) -> Callable[[], dict]:  # type: ignore[no-untyped-def]
