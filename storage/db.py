@@ -211,7 +211,12 @@ class Database:
         self._writers = FairLock(self._turns)
 
     def create(self) -> Database:
-        create_schema(self.engine, self._read_engine)
+        # Processes starting together on a new SQLite file take turns here: the
+        # file is in rollback-journal mode until the first one's first commit
+        # makes it WAL, and in that mode SQLite answers a reader that wants to
+        # write "database is locked" at once, without its busy handler.
+        with self._writers:
+            create_schema(self.engine, self._read_engine)
         return self
 
     @contextmanager
