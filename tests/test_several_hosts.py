@@ -1,0 +1,141 @@
+"""Several hosts on one database: spool positions per host, claims, incident numbers, nodes.
+
+The claim and the counter are raced by two real connections to a real
+PostgreSQL (tests/postgres.py); the second one's wait is observed in the
+server's own view of its locks (pg_stat_activity), not guessed with a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from bot import node as nodes
+from bot.clock import FixedClock
+from bot.health import health
+from bot.node import NodeIdentity
+from storage import spool
+from storage.claims import claim_messages
+from storage.counters import take_incident_number
+from storage.db import open_database
+from storage.rawstore import store
+from tests.harness import WAIT_SECONDS, eventually
+from tests.postgres import postgres_cluster, postgres_database  # noqa: F401  (fixtures)
+from tests.test_spool import arrival, spool_all, stored_subjects
+
+AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def test_two_hosts_spools_keep_their_own_import_positions(tmp_path):
+    db = open_database(f"sqlite:///{tmp_path}/db.sqlite")
+    for host, numbers in (("a", range(0, 3)), ("b", range(3, 8))):
+        writer = spool.SpoolWriter(tmp_path / host / "spool")
+        writer.start()
+        asyncio.run(spool_all(writer, [arrival(i) for i in numbers]))
+        writer.stop()
+    assert spool.import_spool(db, tmp_path / "b" / "spool", "b") == 5
+    # Host a comes back after b imported its own: a's spool is still a's.
+    assert spool.pending_bytes(db, tmp_path / "a" / "spool", "a") > 0
+    assert spool.import_spool(db, tmp_path / "a" / "spool", "a") == 3
+    assert sorted(stored_subjects(db)) == sorted(f"<m{i}@exampleca.test>" for i in range(8))
+    assert spool.import_spool(db, tmp_path / "a" / "spool", "a") == 0
+    assert spool.import_spool(db, tmp_path / "b" / "spool", "b") == 0
+
+
+def _waiting_on_a_lock(db) -> int:  # type: ignore[no-untyped-def]
+    with db.engine.connect() as connection:
+        return int(connection.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()")).scalar_one())
+
+
+def test_incident_numbers_from_two_connections_take_turns_without_a_gap(postgres_url):
+    db = open_database(postgres_url)
+    first = Session(db.engine)
+    assert take_incident_number(first, 2026) == 1  # the counter row stays locked
+    got: list[int] = []
+    done = threading.Event()
+
+    def second_host() -> None:
+        with Session(db.engine) as session:
+            got.append(take_incident_number(session, 2026))
+            session.commit()
+        done.set()
+
+    racer = threading.Thread(target=second_host)
+    racer.start()
+    eventually("the second connection waiting for the counter",
+               lambda: _waiting_on_a_lock(db) == 1)
+    assert not done.is_set()
+    first.rollback()  # the first incident's transaction failed: its number is given back
+    first.close()
+    assert done.wait(WAIT_SECONDS)
+    racer.join()
+    assert got == [1]
+    with Session(db.engine) as session:
+        assert take_incident_number(session, 2026) == 2
+        assert take_incident_number(session, 2027) == 1
+        session.commit()
+    db.dispose()
+
+
+def test_a_message_claimed_on_one_host_is_skipped_by_the_other(postgres_url):
+    db = open_database(postgres_url)
+    ids = [store(db, arrival(i)).id for i in range(3)]
+    one, other = Session(db.engine), Session(db.engine)
+    assert sorted(claim_messages(one, ids[:2])) == ids[:2]
+    # Not waited for: the other host takes what is free and goes on.
+    assert sorted(claim_messages(other, ids)) == [ids[2]]
+    other.rollback()
+    one.commit()  # the first worker's transaction ends: the rows are free again
+    assert sorted(claim_messages(other, ids)) == ids
+    other.rollback()
+    one.close()
+    other.close()
+    db.dispose()
+
+
+def test_status_lists_every_serve_and_exits_for_a_dead_one_with_work_claimed(
+        tmp_path, monkeypatch):
+    from bot.config import load_config
+    from bot.context import make_context
+    from tests.harness import free_port, write_config
+
+    config = load_config(write_config(tmp_path, smtp_port=free_port(), relay_port=free_port()))
+    db = open_database(config.storage_url)
+    clock = FixedClock(AT)
+    a1 = NodeIdentity(name="mx1", id="a1", pid=4242)
+    a2 = NodeIdentity(name="mx1", id="a2", pid=4242)  # the same pid again, on another start
+    b = NodeIdentity(name="mx2", id="b1", pid=77)
+    nodes.register(db, a1, clock)
+    nodes.register(db, b, clock)
+    clock.advance(seconds=2)
+    nodes.register(db, a2, clock)
+    clock.advance(seconds=10)
+    nodes.heartbeat(db, b, clock)
+    nodes.stopped(db, a2, clock)
+    clock.advance(seconds=nodes.STALE_AFTER.total_seconds() - 5)
+    ctx = make_context(config, db, clock)
+    report = health(ctx)
+    assert report["nodes"] == [
+        {"name": "mx1", "pid": 4242, "started_at": "2026-11-26T12:00:00+00:00",
+         "last_seen_at": "2026-11-26T12:00:00+00:00", "alive": False},
+        {"name": "mx2", "pid": 77, "started_at": "2026-11-26T12:00:00+00:00",
+         "last_seen_at": "2026-11-26T12:00:12+00:00", "alive": True},
+        {"name": "mx1", "pid": 4242, "started_at": "2026-11-26T12:00:02+00:00",
+         "last_seen_at": "2026-11-26T12:00:12+00:00", "alive": False},
+    ]
+    assert not [n for n in report["needs_attention"] if "node" in n]  # dead, but holds nothing
+    monkeypatch.setitem(nodes.WORK_CLAIMS, "outgoing mail(s)",
+                        lambda session, node_id: 2 if node_id in ("a1", "a2", "b1") else 0)
+    assert [n for n in health(ctx)["needs_attention"] if "node" in n] == [
+        "node mx1 (pid 4242) stopped heartbeating at 2026-11-26T12:00:00+00:00 "
+        "with work claimed: 2 outgoing mail(s)"]
+    clock.advance(seconds=6)  # mx2 missed its beats too
+    assert len([n for n in health(ctx)["needs_attention"] if "node" in n]) == 2
+    assert timedelta(seconds=nodes.HEARTBEAT_SECONDS) < nodes.STALE_AFTER
+    db.dispose()
