@@ -139,3 +139,42 @@ def test_status_lists_every_serve_and_exits_for_a_dead_one_with_work_claimed(
     assert len([n for n in health(ctx)["needs_attention"] if "node" in n]) == 2
     assert timedelta(seconds=nodes.HEARTBEAT_SECONDS) < nodes.STALE_AFTER
     db.dispose()
+
+
+def test_on_postgres_the_listener_answers_250_after_the_database_commit(tmp_path, postgres_url):
+    import smtplib
+
+    from sqlmodel import select
+
+    from bot.app import Service
+    from bot.config import load_config
+    from storage.models import InboundMessage
+    from tests.harness import BOT, CA_CONTACT, free_port, make_mail, write_config
+
+    port = free_port()
+    config = load_config(write_config(tmp_path, smtp_port=port, relay_port=free_port(),
+                                      storage_url=postgres_url))
+    raw = make_mail(CA_CONTACT, "Security incident notification", "form",
+                    message_id="<pg-250@exampleca.test>")
+    raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")  # CRLF, as clients send
+
+    async def one_host() -> None:
+        intake = Service(config, role="intake")  # no worker: nothing else could store it
+        await intake.start()
+        try:
+            def deliver() -> None:
+                with smtplib.SMTP("127.0.0.1", port) as client:
+                    client.sendmail(CA_CONTACT, [BOT], raw)
+
+            await asyncio.to_thread(deliver)
+            # The host could die now: what it answered 250 for is in the database.
+            with intake.db.read() as session:
+                rows = session.exec(select(InboundMessage.message_id,
+                                           InboundMessage.channel)).all()
+            assert [tuple(r) for r in rows] == [("<pg-250@exampleca.test>", "smtp")]
+            assert not config.bot.spool_dir.exists()
+        finally:
+            await intake.stop()
+            intake.db.dispose()
+
+    asyncio.run(one_host())
