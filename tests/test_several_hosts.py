@@ -178,3 +178,51 @@ def test_on_postgres_the_listener_answers_250_after_the_database_commit(tmp_path
             intake.db.dispose()
 
     asyncio.run(one_host())
+
+
+def test_two_workers_on_postgres_make_one_incident_a_message_numbered_without_gaps(
+        tmp_path, postgres_url):
+    from sqlmodel import select
+
+    from bot.config import load_config
+    from bot.context import make_context
+    from bot.pipeline import process_pending
+    from storage.models import STATE_PROCESSED, InboundMessage, Incident, OutboundMessage
+    from storage.rawstore import Arrival
+    from tests.harness import BOT, CA_CONTACT, free_port, make_mail, numbered_form, write_config
+
+    config = load_config(write_config(tmp_path, smtp_port=free_port(), relay_port=free_port(),
+                                      storage_url=postgres_url))
+    hosts = [open_database(postgres_url), open_database(postgres_url)]
+    count = 24
+    for i in range(count):
+        store(hosts[0], Arrival(raw=make_mail(CA_CONTACT, "Security incident notification",
+                                              numbered_form(i),
+                                              message_id=f"<n{i}@exampleca.test>"),
+                                channel="smtp", received_at=AT, envelope_from=CA_CONTACT,
+                                envelope_to=(BOT,)))
+    start = threading.Barrier(2)
+
+    def worker(db) -> None:  # type: ignore[no-untyped-def]
+        start.wait()
+        process_pending(make_context(config, db, FixedClock(AT + timedelta(minutes=1))))
+
+    racers = [threading.Thread(target=worker, args=(db,)) for db in hosts]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join()
+    with hosts[0].read() as session:
+        messages = session.exec(select(InboundMessage.state, InboundMessage.incident_id)).all()
+        numbers = sorted(session.exec(select(Incident.seq)).all())
+        outgoing = session.exec(select(OutboundMessage.incident_id, OutboundMessage.kind)).all()
+    assert sorted(state for state, _ in messages) == [STATE_PROCESSED] * count
+    assert len({incident for _, incident in messages}) == count  # one incident a message
+    assert numbers == list(range(1, count + 1))
+    # One acknowledgement to the CA and one alert to staff per incident, nothing twice
+    # (a second worker acting on the same message answered it as a re-sent notification).
+    assert sorted(tuple(o) for o in outgoing) == sorted(
+        (f"INC-2026-{n:04d}", kind) for n in range(1, count + 1)
+        for kind in ("acknowledgement", "alert"))
+    for db in hosts:
+        db.dispose()
