@@ -108,7 +108,7 @@ def csv_bare(path: str) -> int:
 
 
 def csv_ours(path: str) -> int:
-    from bot.parse.certlists import iter_certificate_list
+    from bot.parse.certlists.read import iter_certificate_list
 
     n = 0
     for _item in iter_certificate_list("list.csv.gz", Path(path).read_bytes()):
@@ -117,7 +117,7 @@ def csv_ours(path: str) -> int:
 
 
 def csv_rows(path: str) -> int:
-    from bot.parse.certlists import iter_certificate_rows
+    from bot.parse.certlists.read import iter_certificate_rows
 
     n = 0
     for _item in iter_certificate_rows("list.csv.gz", Path(path).read_bytes()):
@@ -160,7 +160,7 @@ def pem_bare(path: str) -> int:
 
 
 def pem_ours(path: str) -> int:
-    from bot.parse.certlists import iter_certificate_list
+    from bot.parse.certlists.read import iter_certificate_list
 
     n = 0
     for _item in iter_certificate_list("bundle.pem", Path(path).read_bytes()):

@@ -10,7 +10,7 @@ loop runs before and after the poller (over the same messages, then in the
 processed folder) and the faster of the two is the reference. Goal: the
 poller at least 0.5 of that, as the median of `--rounds` rounds (each a
 fresh INBOX and database). The poller turns imaplib's per-line trace off
-when nobody logs it (bot/intake/imapconn.py); the bare loop, as imapclient
+when nobody logs it (bot/intake/imap/connection.py); the bare loop, as imapclient
 has it, keeps it on, so the ratio against a bare loop without it is printed
 too.
 
@@ -38,8 +38,8 @@ from sqlmodel import Session
 
 from bot.clock import FixedClock
 from bot.config import load_config
-from bot.intake import imappass
-from bot.intake.imap import ImapPoller, connect
+from bot.intake.imap import onepass as imappass
+from bot.intake.imap.poller import ImapPoller, connect
 from storage.db import open_database
 from storage.rawstore import Arrival, StoreResult, store_batch, store_batch_direct
 from tests.dovecot import Dovecot, _self_signed

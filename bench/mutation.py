@@ -3,7 +3,7 @@
 Run outside CI (it runs the chosen tests once per mutant; an hour or more for
 everything):
 
-    python bench/mutation.py [--target bot/rules] [--target bot/decide/deadlines.py]
+    python bench/mutation.py [--target bot/rules] [--target bot/decide/incident/deadlines.py]
                              [--limit N] [--seed S] [--timeout SECONDS]
 
 Each mutant is one small change a person could make by mistake, applied to
@@ -38,12 +38,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-DEFAULT_TARGETS = ("bot/rules", "bot/decide/deadlines.py", "bot/decide/reminders.py",
-                   "bot/decide/timeliness.py")
+DEFAULT_TARGETS = ("bot/rules", "bot/decide/incident/deadlines.py",
+                   "bot/decide/incident/reminders.py", "bot/decide/incident/timeliness.py")
 
 # Test files per target (a path prefix), fastest first: `-x` stops at the first failure.
 TESTS: dict[str, tuple[str, ...]] = {
-    "bot/rules/hygiene.py": ("tests/test_hygiene.py", "tests/test_own_corpus.py",
+    "bot/parse/automatic.py": ("tests/test_hygiene.py", "tests/test_own_corpus.py",
                              "tests/test_mail_hygiene_flow.py"),
     "bot/rules/formfields.py": ("tests/test_forms.py", "tests/test_walking_skeleton.py",
                                 "tests/test_form_shapes_e2e.py"),
@@ -52,7 +52,8 @@ TESTS: dict[str, tuple[str, ...]] = {
                    "tests/test_walking_skeleton.py", "tests/test_deadlines_and_reminders.py",
                    "tests/test_final_report.py", "tests/test_disclosure.py",
                    "tests/test_notices.py"),
-    "bot/decide/timeliness.py": ("tests/test_walking_skeleton.py", "tests/test_operator_view.py"),
+    "bot/decide/incident/timeliness.py": ("tests/test_walking_skeleton.py",
+                                          "tests/test_operator_view.py"),
     "bot/decide/": ("tests/test_deadlines_and_reminders.py", "tests/test_staff_commands.py",
                     "tests/test_notices.py", "tests/test_disclosure.py",
                     "tests/test_final_report.py"),

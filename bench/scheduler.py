@@ -2,7 +2,7 @@
 
 Goal (issue 5): the pass over the large history costs no more than 2x the pass
 over the small one: a pass costs what is due, not the history. Rows are bulk
-inserted (no pipeline). Each pass runs every job of `bot.scheduler.JOBS`; the
+inserted (no pipeline). Each pass runs every job of `bot.service.scheduler.JOBS`; the
 10 due deadlines are overdue, so every pass queues 10 reminders, and the
 passes run a day apart so each finds a new daily stage due. The time of day
 is before the digest hour, so the digest (once a day, and listing what is
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from bot.clock import FixedClock
 from bot.config import load_config
 from bot.context import make_context
-from bot.scheduler import run_scheduler
+from bot.service.scheduler import run_scheduler
 from storage.db import open_database
 from storage.models import Deadline, Incident
 

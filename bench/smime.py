@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bot.outbox.signing import sign_message
-from bot.parse.smime import verify_message
+from bot.parse.smime.verify import verify_message
 
 MESSAGE_BYTES = 1_000_000
 # Rounds per batch: ~10 ms of work, short enough that a neighbour's load

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlmodel import func, select
 
-from bot.app import Service
 from bot.config import load_config
+from bot.service.app import Service
 from storage.models import InboundMessage
 from tests.harness import (
     BOT,

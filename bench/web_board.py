@@ -3,7 +3,7 @@
 Goal (issue 21): the page in under 3x the query. The page is the real one:
 uvicorn on 127.0.0.1, a signed-in session, the board's first page sorted
 by next deadline (filtered, sorted and paged in SQL, the first
-`BOARD_PAGE_SIZE` rows built through bot/views.py and rendered). The bare
+`BOARD_PAGE_SIZE` rows built through bot/operator/views.py and rendered). The bare
 query is the least SQL that gives that page, in raw sqlite3 on the same
 database: the incident count, and the first page of incidents ordered by
 next open deadline (which needs every incident's next deadline, so it
@@ -34,9 +34,9 @@ import sqlalchemy as sa
 
 from bot.clock import FixedClock
 from bot.config import load_config
-from bot.web import auth
-from bot.web.pages import BOARD_PAGE_SIZE
-from bot.web.server import serve_web
+from bot.operator.web import auth
+from bot.operator.web.pages import BOARD_PAGE_SIZE
+from bot.operator.web.server import serve_web
 from storage import websignin
 from storage.db import open_database
 from storage.models import Deadline, Incident
@@ -129,7 +129,7 @@ def bare(db_file: Path) -> tuple[float, int, list[str]]:
 
 def read_model(config_path: Path) -> float:
     """`pages.board` alone: the part of the page that reads."""
-    from bot.web.pages import board
+    from bot.operator.web.pages import board
 
     db = open_database(load_config(config_path).storage_url)
     t0 = time.perf_counter()

@@ -52,7 +52,7 @@ def serve() -> None:
     Stops at any moment, start-up included: what is in flight is finished, and the exit
     status is 0.
     """
-    from bot.supervisor import serve as run
+    from bot.service.supervisor import serve as run
 
     try:
         config = _config()
@@ -73,7 +73,7 @@ def web() -> None:
 
     Example: rootnotify --config /etc/rootnotify/config.toml web
     """
-    from bot.web.server import run_alone
+    from bot.operator.web.server import run_alone
 
     config = _config()
     _context().db.dispose()  # checks the database before listening
@@ -100,7 +100,7 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help=".eml files, mbox fi
     """
     from bot.intake.files import count_messages
     from bot.intake.files import ingest as run_ingest
-    from bot.pipeline import process_pending
+    from bot.service.pipeline import process_pending
     from storage import queries
     from storage.models import STATE_FAILED, STATE_PARKED
 
@@ -161,8 +161,8 @@ def tick(now: Annotated[str | None, typer.Option("--now", metavar="ISO8601",
     Examples: rootnotify tick;  rootnotify tick --now 2026-12-06T09:00Z --dry-run
     """
     from bot.outbox.sender import deliver_due, transport_for
-    from bot.pipeline import process_pending
-    from bot.scheduler import run_scheduler
+    from bot.service.pipeline import process_pending
+    from bot.service.scheduler import run_scheduler
 
     try:
         clock: Clock = FixedClock(parse_iso(now)) if now else SystemClock()
@@ -170,7 +170,7 @@ def tick(now: Annotated[str | None, typer.Option("--now", metavar="ISO8601",
         _error(f"--now: {exc}")
         raise typer.Exit(2) from None
     if dry_run:
-        from bot.dryrun import preview_tick
+        from bot.operator.dryrun import preview_tick
 
         # Its log lines would tell of events on the copy as if they had happened.
         logging.getLogger().setLevel(logging.WARNING)
@@ -233,8 +233,8 @@ def incidents(
 
     Example: rootnotify incidents --open --ca "Example CA"
     """
-    from bot.textviews import incidents_table
-    from bot.views import incidents_json
+    from bot.operator.textviews import incidents_table
+    from bot.operator.views import incidents_json
 
     ctx = _context()
     if ca is not None and not any(c.name.casefold() == ca.strip().casefold()
@@ -303,7 +303,7 @@ Remedial measures taken or planned: fixed; revoking 12 certificates
 
 
 def _incident_data(ctx: Context, incident_id: str) -> dict[str, Any]:
-    from bot.views import incident_json
+    from bot.operator.views import incident_json
     from storage import queries
 
     with ctx.db.read() as session:
@@ -319,7 +319,7 @@ def show(incident_id: Annotated[str, typer.Argument(metavar="ID")],
          as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
          = False) -> None:
     """Show one incident: form and its history, deadlines, notices, messages and the timeline."""
-    from bot.textviews import print_incident
+    from bot.operator.textviews import print_incident
 
     ctx = _context()
     data = _incident_data(ctx, incident_id)
@@ -342,7 +342,7 @@ def export(
     = False,
 ) -> None:
     """The incident dossier: a Markdown report, all of it as JSON, or its certificates as CSV."""
-    from bot.export import FORMATS, write_archive, write_format
+    from bot.operator.export import FORMATS, write_archive, write_format
     from storage import queries
 
     if fmt not in FORMATS:
@@ -374,8 +374,8 @@ def export(
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
            = False) -> None:
     """Health of the queues and workers; exits 1 when something needs a person."""
-    from bot.health import health
-    from bot.textviews import print_health
+    from bot.operator.health import health
+    from bot.operator.textviews import print_health
 
     ctx = _context()
     data = health(ctx)
@@ -397,9 +397,9 @@ def check_config() -> None:
     the database, a login refused). A relay or IMAP server that cannot be reached now is a
     warning (exit 0): their outage must not keep the listener down.
     """
-    from bot.checkconfig import check_world
     from bot.config import config_path as path_of_config
     from bot.config import load_config_listing_missing
+    from bot.operator.checkconfig import check_world
 
     config, missing = load_config_listing_missing(path_of_config(state.config_option))
     findings = check_world(config, SystemClock().now(), missing)

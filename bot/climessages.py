@@ -25,8 +25,8 @@ def reprocess(incoming_id: Annotated[int | None, MESSAGE_NUMBER] = None,
 
     Examples: rootnotify reprocess 13;  rootnotify reprocess --failed
     """
-    from bot.messageops import requeue_one
-    from bot.pipeline import process_pending, requeue
+    from bot.operator.messageops import requeue_one
+    from bot.service.pipeline import process_pending, requeue
     from storage import queries
 
     if (incoming_id is None) == (not failed):
@@ -65,7 +65,7 @@ def drop(incoming_id: Annotated[int, MESSAGE_NUMBER],
 
     Example: rootnotify drop 13 --reason "empty file ingested by mistake"
     """
-    from bot.messageops import drop as run_drop
+    from bot.operator.messageops import drop as run_drop
 
     ctx = context()
     inbound = run_drop(ctx, incoming_id, reason, by)
@@ -83,7 +83,7 @@ def message(incoming_id: Annotated[int, MESSAGE_NUMBER],
 
     Example: rootnotify message 13;  rootnotify message 13 --raw > m13.eml
     """
-    from bot.messageview import message_json, print_message, raw_message
+    from bot.operator.messageview import message_json, print_message, raw_message
 
     ctx = context()
     with ctx.db.read() as session:
@@ -151,8 +151,8 @@ def quarantine_release(
 ) -> None:
     """Take a mail out of quarantine: into an incident's record (--incident), or processed
     again as it would be now (after you made its sender a contact)."""
-    from bot.messageops import release
-    from bot.pipeline import process_pending
+    from bot.operator.messageops import release
+    from bot.service.pipeline import process_pending
     from storage import queries
 
     ctx = context()
@@ -180,7 +180,7 @@ def quarantine_drop(
                                            "name)")] = None,
 ) -> None:
     """Drop a quarantined mail: kept on record, out of the quarantine list."""
-    from bot.messageops import drop as run_drop
+    from bot.operator.messageops import drop as run_drop
 
     ctx = context()
     with ctx.db.read() as session:

@@ -19,8 +19,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import ConfigError
-from bot.parse.archives import ArchiveLimits
-from bot.parse.limits import DEFAULT_LIMITS, MessageLimits
+from bot.parse.mail.archives import ArchiveLimits
+from bot.parse.mail.limits import DEFAULT_LIMITS, MessageLimits
 from bot.rules.rulesets import DEFAULT_RULESET, RULESETS, Ruleset, get_ruleset
 
 REQUIRED = object()
@@ -36,7 +36,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "templates_dir": (str, ""),
         "loop_marker": (str, ""),
         "max_auto_replies_per_day": (int, 40),
-        # Child processes that parse mail beside `serve`'s worker (bot.analysispool);
+        # Child processes that parse mail beside `serve`'s worker (bot.service.analysispool);
         # 0 parses in the worker itself.
         "analysis_processes": (int, 1),
         # How long parsing a batch may take in such a child before it is
@@ -133,7 +133,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "max_decompressed_bytes": (int, DEFAULT_LIMITS.archive.max_decompressed_bytes),
         "max_compression_ratio": (int, int(DEFAULT_LIMITS.archive.max_ratio)),
     },
-    # The staff web view (bot/web): `serve` runs it too when enabled.
+    # The staff web view (bot/operator/web): `serve` runs it too when enabled.
     "web": {
         "enabled": (bool, False),
         "host": (str, "127.0.0.1"),

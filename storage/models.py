@@ -104,7 +104,7 @@ class RawMessage(SQLModel, table=True):
 class Incident(SQLModel, table=True):
     # ix_incident_r3: the R3 job looks only at incidents whose report mode is
     # still undecided, so its cost follows new incidents, not the history.
-    # ix_incident_form: the duplicate check (bot/decide/duplicates.py) looks up
+    # ix_incident_form: the duplicate check (bot/decide/handlers/duplicates.py) looks up
     # one CA's incidents opened by the same form, so its cost is one probe.
     __table_args__ = (sa.UniqueConstraint("year", "seq"),
                       sa.Index("ix_incident_r3", "reports_mode", "notified_at"),
@@ -134,7 +134,7 @@ class Incident(SQLModel, table=True):
     closed_at: datetime | None = _when(default=None, nullable=True)
     # When staff said the incident is remediated (/resolved, R3/R4 of 2026-02).
     resolved_at: datetime | None = _when(default=None, nullable=True)
-    # SHA-256 of the answers of the form that opened it (bot/decide/duplicates.py):
+    # SHA-256 of the answers of the form that opened it (bot/decide/handlers/duplicates.py):
     # the same form again within a day is that notification re-sent.
     form_digest: str | None = Field(default=None, max_length=64)
     # The incident a staff `/merge` moved this one into; it is closed then.
@@ -366,7 +366,7 @@ class SignatureUse(SQLModel, table=True):
     used_at: datetime = _when()
 
 
-# ---------------------------------------------------------------- the staff web view (bot/web)
+# ------------------------------------------------------- the staff web view (bot/operator/web)
 # Secrets are kept only as their SHA-256: a copy of the database signs no one in.
 
 

@@ -1,6 +1,6 @@
 """SQL of the web view's sign-in: one-time tokens, sessions, the sign-in record, attempts.
 
-Tokens and session ids arrive here already hashed (bot/web/auth.py hashes
+Tokens and session ids arrive here already hashed (bot/operator/web/auth.py hashes
 them); nothing in these tables signs anyone in by itself.
 """
 

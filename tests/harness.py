@@ -26,9 +26,9 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from bot.app import Service
 from bot.clock import FixedClock
 from bot.config import Config, load_config
+from bot.service.app import Service
 
 STAFF = "alice@program.test"
 # A second staff member, configured where a test needs a team: never sends a command.
@@ -66,7 +66,7 @@ Any other information the CA believes appropriate: none
 
 def numbered_form(n: int) -> str:
     """COMPLETE_FORM as the n-th of several incidents: the same form again within a day is
-    that notification re-sent (bot/decide/duplicates.py), so each differs in one answer."""
+    that notification re-sent (bot/decide/handlers/duplicates.py), so each differs in one answer."""
     return COMPLETE_FORM.replace("appropriate: none", f"appropriate: incident {n} of a series")
 
 

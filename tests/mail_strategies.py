@@ -14,9 +14,9 @@ from collections.abc import Callable
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from bot.analysis import analyze
 from bot.context import Context
 from bot.decide.route import act
+from bot.service.analysis import analyze
 from storage.models import InboundMessage
 from storage.rawstore import Arrival, store
 from tests.harness import BOT, CA_CONTACT, COMPLETE_FORM, OTHER_CA_CONTACT, STAFF

@@ -25,7 +25,7 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
-from bot.analysis import Analysis, analyze
+from bot.service.analysis import Analysis, analyze
 
 
 def analyse_or_misbehave(raw: bytes, *args: Any, **kwargs: Any) -> Analysis:

@@ -18,9 +18,9 @@ from typing import Any
 
 from bot.clock import FixedClock
 from bot.config import load_config
+from bot.operator.views import incident_json
 from bot.outbox.signing import sign_message
-from bot.scheduler import run_scheduler
-from bot.views import incident_json
+from bot.service.scheduler import run_scheduler
 from storage import queries
 from tests.harness import (
     CA_CONTACT,

@@ -1,4 +1,4 @@
-"""Analysis in child processes (bot.analysispool) decides exactly what analysis in the worker does.
+"""Analysis in child processes (bot.service.analysispool) decides exactly what the worker would.
 
 The same mail, processed once with `serve`'s analysis processes and once
 without, must leave the same record: kind, sender role, incident, S/MIME
@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bot import analysispool
-from bot.analysispool import AnalysisPool, Stored
 from bot.clock import FixedClock
 from bot.config import load_config
 from bot.context import Context, make_context
 from bot.errors import AnalysisAborted
-from bot.pipeline import MAX_ABORTED_ATTEMPTS, TRANSACTION_BATCH, process_pending
+from bot.service import analysispool
+from bot.service.analysispool import AnalysisPool, Stored
+from bot.service.pipeline import MAX_ABORTED_ATTEMPTS, TRANSACTION_BATCH, process_pending
 from storage.db import open_database
 from storage.models import (
     STATE_FAILED,
@@ -135,8 +135,8 @@ def test_zero_analysis_processes_parse_in_the_worker(tmp_path):
 POOL_OWNER = """
 import sys, time
 from pathlib import Path
-from bot import analysispool
-from bot.analysispool import AnalysisPool, Stored
+from bot.service import analysispool
+from bot.service.analysispool import AnalysisPool, Stored
 from bot.config import load_config
 pool = AnalysisPool(load_config(Path(sys.argv[1])), processes=1)
 pool.start()

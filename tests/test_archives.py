@@ -12,7 +12,7 @@ from functools import cache
 import pytest
 
 from bot.errors import LimitExceeded
-from bot.parse.archives import (
+from bot.parse.mail.archives import (
     DEFAULT_ARCHIVE_LIMITS,
     ArchiveCorrupt,
     ArchiveLimits,

@@ -16,7 +16,7 @@ from bot.parse.bounces import (
     verp_address,
     verp_token,
 )
-from bot.parse.message import ParsedMessage, parse_message
+from bot.parse.mail.message import ParsedMessage, parse_message
 from tests.corpus import corpus_file, corpus_files, shared_corpus
 
 

@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 from sqlmodel import col, func, select
 
-import bot.decide.certificates as certificates
+import bot.decide.handlers.certificates as certificates
 from bot.clock import FixedClock
 from bot.config import load_config
 from bot.context import make_context
-from bot.pipeline import process_pending, requeue
+from bot.service.pipeline import process_pending, requeue
 from storage.db import open_database
 from storage.models import (
     STATE_FAILED,

@@ -19,9 +19,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from sqlmodel import select
 
-import bot.decide.certificates as certificates
+import bot.decide.handlers.certificates as certificates
 import storage.certstage as certstage
-from bot.pipeline import process_pending, requeue
+from bot.service.pipeline import process_pending, requeue
 from storage.db import sqlite_file
 from storage.models import STATE_FAILED, STATE_PROCESSED, Certificate
 from tests.test_certificate_list_chunks import (
@@ -141,7 +141,7 @@ def test_a_crash_while_the_domains_move_is_retried_to_the_right_counts(ctx, monk
 
 
 def test_a_large_list_is_stored_without_its_attachment_decoded_whole(ctx, monkeypatch):  # noqa: F811
-    import bot.parse.largeparts as largeparts
+    import bot.parse.mail.largeparts as largeparts
 
     incident = _incident(ctx)
     decoded_whole: list[int] = []

@@ -23,8 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.errors import LimitExceeded
-from bot.parse.archives import ArchiveLimits
-from bot.parse.certlists import (
+from bot.parse.certlists.read import (
     CertRecord,
     ListLimits,
     RejectedLine,
@@ -32,6 +31,7 @@ from bot.parse.certlists import (
     iter_certificate_list,
     looks_like_certificate_list,
 )
+from bot.parse.mail.archives import ArchiveLimits
 from tests.corpus import corpus_file, shared_corpus
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -621,7 +621,7 @@ def test_a_certificate_whose_issuer_name_has_an_unknown_string_tag_still_counts(
     assert record.serial == format(leaf.serial_number, "x")
 
 
-# The CSV fast path (bot.parse.certlists_csv) must read every row it accepts
+# The CSV fast path (bot.parse.certlists.textrows) must read every row it accepts
 # exactly as the general path does. Each column mixes cells of the fast path's
 # shape (first, drawn three times as often) with cells it must hand on.
 _GOOD_CELLS = {
@@ -646,8 +646,8 @@ _CELLS = {k: v * 3 + _OTHER_CELLS.get(k, []) for k, v in _GOOD_CELLS.items()}
        st.permutations(list(_GOOD_CELLS)), st.integers(min_value=0, max_value=2))
 def test_the_csv_fast_path_reads_a_row_as_the_general_path_does(
         cells: dict[str, str], header: list[str], drop: int) -> None:
-    from bot.parse.certlists_csv import _column_kind, _RowParser
-    from bot.parse.certlists_der import _CertReader
+    from bot.parse.certlists.der import _CertReader
+    from bot.parse.certlists.textrows import _column_kind, _RowParser
 
     names = header[drop:]
     parser = _RowParser([_column_kind(n) for n in names], "l.csv", _CertReader())

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.parse.dates import parse_when
+from bot.parse.forms.dates import parse_when
 
 BERLIN = ZoneInfo("Europe/Berlin")  # UTC+1 in November
 T1305 = datetime(2026, 11, 25, 13, 5, tzinfo=UTC)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from bot.scheduler import run_scheduler
+from bot.service.scheduler import run_scheduler
 from storage.db import open_database
 from storage.models import OutboundMessage, ReminderLog
 from tests.harness import CA_CONTACT, STAFF, make_mail, running_bot
@@ -199,7 +199,7 @@ from sqlmodel import Session
 from bot.clock import FixedClock
 from bot.config import load_config
 from bot.context import make_context
-from bot.decide.reminders import remind_due
+from bot.decide.incident.reminders import remind_due
 from storage.db import open_database
 from storage.models import ReminderLog
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.views import incident_json
+from bot.operator.views import incident_json
 from storage import queries
 from tests.harness import CA_CONTACT, COMPLETE_FORM, OTHER_CA_CONTACT, make_mail, running_bot
 

@@ -8,7 +8,7 @@ import zipfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.parse.documents import (
+from bot.parse.forms.documents import (
     MAX_NESTING,
     MAX_PDF_PAGES,
     MAX_TEXT_CHARS,

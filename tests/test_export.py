@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.export.markdown import SECTIONS
-from bot.export.writers import CSV_COLUMNS
+from bot.operator.export.markdown import SECTIONS
+from bot.operator.export.writers import CSV_COLUMNS
 from tests.test_cli_and_ingest import rootnotify
 from tests.test_operator_view import (
     FIRST_ID,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.views import incident_json
+from bot.operator.views import incident_json
 from storage import queries
 from tests.form_factory import ANSWERS, form_text, make_docx, make_html, make_pdf_acroform
 from tests.harness import BOT, CA_CONTACT, running_bot

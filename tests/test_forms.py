@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.parse.forms import find_form, looks_like_form_request, parse_form_text
-from bot.parse.message import parse_message
+from bot.parse.forms.notification import find_form, looks_like_form_request, parse_form_text
+from bot.parse.mail.message import parse_message
 from bot.rules.rulesets import CATEGORIES, FORM_FIELDS, RULESET_2019_03, RULESET_2026_02
 from tests.form_factory import (
     ANSWERS,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.parse.message import ParsedMessage, parse_message
-from bot.rules.hygiene import LOOP_HEADER, RULES, AutomaticVerdict, is_bounce, judge, rules_table
+from bot.parse.automatic import LOOP_HEADER, RULES, AutomaticVerdict, is_bounce, judge, rules_table
+from bot.parse.mail.message import ParsedMessage, parse_message
 from tests.corpus import corpus_file, corpus_files, shared_corpus
 
 MARKER = "rn-test-3f9a1c"

@@ -23,13 +23,19 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bot.app import Service
 from bot.clock import FixedClock
 from bot.config import load_config
-from bot.health import health
-from bot.intake import imapconn
-from bot.intake.imap import ImapLoginRefused, ImapPoller, ImapUnavailable, check_login, connect
-from bot.intake.imapconn import CONNECT_TIMEOUT_SECONDS
+from bot.intake.imap import connection as imapconn
+from bot.intake.imap.connection import CONNECT_TIMEOUT_SECONDS
+from bot.intake.imap.poller import (
+    ImapLoginRefused,
+    ImapPoller,
+    ImapUnavailable,
+    check_login,
+    connect,
+)
+from bot.operator.health import health
+from bot.service.app import Service
 from storage.db import open_database
 from storage.models import STATE_STORED, InboundMessage
 from tests.dovecot import Dovecot, dovecot_server  # noqa: F401  (the `dovecot` fixture)

@@ -7,9 +7,9 @@ from email.message import EmailMessage
 
 import pytest
 
-import bot.parse.message as message_module
-from bot.parse.largeparts import LIFT_MIN_BYTES, lift
-from bot.parse.message import parse_message
+import bot.parse.mail.message as message_module
+from bot.parse.mail.largeparts import LIFT_MIN_BYTES, lift
+from bot.parse.mail.message import parse_message
 
 BIG = os.urandom(LIFT_MIN_BYTES + 1000)
 
@@ -84,7 +84,7 @@ def _with_body(base64_text: bytes) -> bytes:
 def test_a_lifted_list_read_as_a_stream_is_the_bytes_it_decodes_to(monkeypatch, shape) -> None:
     import base64
 
-    import bot.parse.largeparts as largeparts
+    import bot.parse.mail.largeparts as largeparts
 
     # Slices of a few KB, not aligned to lines or groups of four: many slice edges.
     monkeypatch.setattr(largeparts, "STREAM_SLICE_BYTES", 4099)

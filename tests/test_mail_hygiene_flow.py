@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 
 from sqlmodel import col, select
 
+from bot.operator.views import incident_json
 from bot.outbox.render import Renderer, safe_filename
+from bot.parse.automatic import LOOP_HEADER
 from bot.parse.bounces import parse_bounce
-from bot.parse.message import parse_message
-from bot.rules.hygiene import LOOP_HEADER
-from bot.scheduler import run_scheduler
-from bot.views import incident_json
+from bot.parse.mail.message import parse_message
+from bot.service.scheduler import run_scheduler
 from storage.models import (
     OUT_FAILED,
     OUT_QUEUED,

@@ -19,7 +19,7 @@ from sqlmodel import select
 from bot.clock import FixedClock
 from bot.config import load_config
 from bot.context import make_context
-from bot.parse.message import parse_message
+from bot.parse.mail.message import parse_message
 from storage.db import open_database
 from storage.models import STATE_PROCESSED, InboundMessage
 from tests.corpus import every_file

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from bot.parse.automatic import is_bounce, judge
 from bot.parse.bounces import parse_bounce
-from bot.parse.message import parse_message
-from bot.rules.hygiene import is_bounce, judge
+from bot.parse.mail.message import parse_message
 from tests.corpus import OWN_CORPUS, own_files
 from tests.mailcorpus import make_mail_shapes as shapes
 

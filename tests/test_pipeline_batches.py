@@ -10,8 +10,9 @@ from sqlmodel import select
 from bot.clock import FixedClock
 from bot.config import load_config
 from bot.context import make_context
-from bot.decide import incidents, route
-from bot.pipeline import TRANSACTION_BATCH, process_pending
+from bot.decide import route
+from bot.decide.handlers import incidents
+from bot.service.pipeline import TRANSACTION_BATCH, process_pending
 from storage.db import open_database
 from storage.models import (
     STATE_FAILED,

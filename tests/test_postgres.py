@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel, select
 
-from bot.views import incident_json
+from bot.operator.views import incident_json
 from storage import migrate, models
 from storage.db import open_database
 from storage.models import (

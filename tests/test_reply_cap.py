@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.health import health
-from bot.scheduler import run_scheduler
+from bot.operator.health import health
+from bot.service.scheduler import run_scheduler
 from tests.harness import (
     CA_CONTACT,
     CA_OTHER_CONTACT,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.parse.reports import (
+from bot.parse.forms.reports import (
     MAX_SECTION_CHARS,
     ReportCheck,
     check_final_report,

@@ -16,8 +16,8 @@ from sqlmodel import Session
 
 from bot import node as nodes
 from bot.clock import FixedClock
-from bot.health import health
 from bot.node import NodeIdentity
+from bot.operator.health import health
 from storage import spool
 from storage.claims import claim_messages
 from storage.counters import take_incident_number
@@ -146,8 +146,8 @@ def test_on_postgres_the_listener_answers_250_after_the_database_commit(tmp_path
 
     from sqlmodel import select
 
-    from bot.app import Service
     from bot.config import load_config
+    from bot.service.app import Service
     from storage.models import InboundMessage
     from tests.harness import BOT, CA_CONTACT, free_port, make_mail, write_config
 
@@ -186,7 +186,7 @@ def test_two_workers_on_postgres_make_one_incident_a_message_numbered_without_ga
 
     from bot.config import load_config
     from bot.context import make_context
-    from bot.pipeline import process_pending
+    from bot.service.pipeline import process_pending
     from storage.models import STATE_PROCESSED, InboundMessage, Incident, OutboundMessage
     from storage.rawstore import Arrival
     from tests.harness import BOT, CA_CONTACT, free_port, make_mail, numbered_form, write_config

@@ -9,7 +9,7 @@ from email.policy import default
 import pytest
 
 from bot.outbox.signing import sign_message
-from bot.parse.smime import verify_message
+from bot.parse.smime.verify import verify_message
 from tests.smime_factory import AT, make_ca, make_signer, openssl_verify
 
 ACK = (

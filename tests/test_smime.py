@@ -17,19 +17,19 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.parse.smime import (
-    MAX_CMS_CERTIFICATES,
-    SmimeResult,
-    load_certificates,
-    verify_message,
-)
-from bot.parse.smime_der import read_signed_data
-from bot.parse.smime_locate import (
+from bot.parse.smime.der import read_signed_data
+from bot.parse.smime.locate import (
     _find_delimiter_line,
     decode_body,
     find_smime,
     parse_entity,
     split_multipart,
+)
+from bot.parse.smime.verify import (
+    MAX_CMS_CERTIFICATES,
+    SmimeResult,
+    load_certificates,
+    verify_message,
 )
 from tests.corpus import corpus_file, corpus_files, shared_corpus
 from tests.smime_factory import (
@@ -557,7 +557,7 @@ DETACHED_SAMPLE = "smime/tb-nss-alice.dsig.SHA256.multipart.eml"
 
 
 def _asn1crypto_only():
-    return mock.patch("bot.parse.smime.read_signed_data", lambda der: None)
+    return mock.patch("bot.parse.smime.verify.read_signed_data", lambda der: None)
 
 
 def _signature_der(raw: bytes) -> tuple[bytes, bytes]:
@@ -633,9 +633,9 @@ with warnings.catch_warnings():  # making them is the test's business, not the s
 # The serial INTEGER (02 01 01) made zero: a mis-issuance CAs report.
 at = der.index(bytes([0x02, 0x01, 0x01]))
 zero_serial = der[:at + 2] + bytes([0]) + der[at + 3:]
-from bot.parse.certlists import iter_certificate_list
-from bot.parse.smime_chain import _safe_name
-from bot.parse.smime_cms import _load_each
+from bot.parse.certlists.read import iter_certificate_list
+from bot.parse.smime.chain import _safe_name
+from bot.parse.smime.cms import _load_each
 print(_safe_name(x509.load_der_x509_certificate(der).subject))
 print(len(_load_each([zero_serial], x509.load_der_x509_certificate, "certificate")))
 print(*[type(item).__name__ for item in iter_certificate_list("zero.der", zero_serial)])

@@ -16,7 +16,7 @@ import shutil
 
 import pytest
 
-from bot.parse.smime import load_certificates, verify_message
+from bot.parse.smime.verify import load_certificates, verify_message
 from tests.mailcorpus.smime_openssl import Case, build, openssl_verdict
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,

@@ -13,7 +13,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 
-from bot.supervisor import _Child
+from bot.service.supervisor import _Child
 from tests.harness import (
     BOT,
     CA_CONTACT,

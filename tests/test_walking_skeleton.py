@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.views import incident_json
+from bot.operator.views import incident_json
 from storage import queries
 from storage.models import InboundMessage
 from tests.harness import (

@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import func, select
 
 from bot.clock import iso
-from bot.web import auth, pages
+from bot.operator.web import auth, pages
 from storage.models import WebAttempt
 from tests.harness import COMPLETE_FORM, OTHER_CA_CONTACT, STAFF, eventually, make_mail
 from tests.story import command, notify, send

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from bot.views import filter_incidents, incidents_json
-from bot.web import pages
+from bot.operator.views import filter_incidents, incidents_json
+from bot.operator.web import pages
 from storage.db import Database, open_database
 from storage.models import Deadline, Incident
 from tests.postgres import Postgres, postgres_cluster  # noqa: F401  (fixture)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from bot.web.server import serve_web
+from bot.operator.web.server import serve_web
 from storage.models import OutboundMessage
 from tests.harness import STAFF, WAIT_SECONDS, RunningBot, Sink, free_port, running_bot
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
-from bot.analysis import Analysis
 from bot.config import CaConfig, Config
 from bot.rules.senders import ANY_SENDER, CA_CONTACT, first_doubt
+from bot.service.analysis import Analysis
 from storage.models import InboundMessage, Incident, Notice, OutboundMessage
 
 ROLE_CA = "ca"

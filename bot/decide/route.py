@@ -8,24 +8,24 @@ from dataclasses import replace
 
 from sqlmodel import Session
 
-from bot.analysis import Analysis
 from bot.clock import FixedClock
+from bot.compose.alerts import alert_staff
+from bot.compose.replies import send_blank_form
 from bot.context import Context
-from bot.decide.alerts import alert_staff
-from bot.decide.bounces import handle_bounce
-from bot.decide.certificates import handle_certificate_list
 from bot.decide.classify import ROLE_CA, ROLE_UNKNOWN, Classification, classify
-from bot.decide.commands import handle_command
-from bot.decide.disclosure import record_disclosure
-from bot.decide.duplicates import first_with_form, form_digest, record_duplicate
-from bot.decide.formchecks import with_ca_name
-from bot.decide.incidents import open_incident
-from bot.decide.limits import report_limits
-from bot.decide.mail import send_blank_form
-from bot.decide.proposals import handle_proposal
-from bot.decide.reports import handle_final_report
-from bot.decide.signatures import alert_on_signature
-from bot.decide.updates import handle_update
+from bot.decide.handlers.bounces import handle_bounce
+from bot.decide.handlers.certificates import handle_certificate_list
+from bot.decide.handlers.disclosure import record_disclosure
+from bot.decide.handlers.duplicates import first_with_form, form_digest, record_duplicate
+from bot.decide.handlers.formchecks import with_ca_name
+from bot.decide.handlers.incidents import open_incident
+from bot.decide.handlers.limits import report_limits
+from bot.decide.handlers.proposals import handle_proposal
+from bot.decide.handlers.reports import handle_final_report
+from bot.decide.handlers.signatures import alert_on_signature
+from bot.decide.handlers.updates import handle_update
+from bot.decide.staff.commands import handle_command
+from bot.service.analysis import Analysis
 from storage.models import Event, InboundMessage
 
 log = logging.getLogger("rootnotify.decide")

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bot.clock import Clock
-from bot.parse.message import parse_date
+from bot.parse.mail.message import parse_date
 from storage.db import Database
 from storage.rawstore import Arrival, store
 

@@ -29,8 +29,8 @@ from pathlib import Path
 import jinja2
 
 from bot.clock import as_utc
+from bot.parse.automatic import LOOP_HEADER
 from bot.parse.bounces import verp_address
-from bot.rules.hygiene import LOOP_HEADER
 
 # The longest subject we send; longer incoming subjects are cut, not folded forever.
 MAX_SUBJECT_CHARS = 200

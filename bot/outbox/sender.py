@@ -376,7 +376,7 @@ def _refusals(what: str, refused: Refused) -> str:
 def mark_failed(session: Session, ctx: Context, row: OutboundMessage, error: str,
                  failed_for: list[str]) -> None:
     """`row` will never reach `failed_for`; its status then follows bot.outbox.verdict."""
-    from bot.decide.alerts import delivery_failed
+    from bot.compose.alerts import delivery_failed
 
     failed = [a for a in comma_list(row.recipients)
               if a in {*comma_list(row.failed_recipients), *failed_for}]

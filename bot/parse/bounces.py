@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Literal
 
-from bot.parse.message import ParsedMessage
-from bot.rules.hygiene import is_bounce
+from bot.parse.automatic import is_bounce
+from bot.parse.mail.message import ParsedMessage
 
 # Only the head of a bounce is parsed. The report parts come before the
 # returned original, which may be the whole 25 MB mail we sent.

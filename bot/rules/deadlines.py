@@ -1,6 +1,6 @@
 """Deadline kinds as data: the rule each serves, who is reminded, and which CA mail satisfies it.
 
-`bot/decide/deadlines.py` and `bot/decide/reminders.py` read this table and
+`bot/decide/incident/deadlines.py` and `bot/decide/incident/reminders.py` read this table and
 nothing else to know what a deadline kind means. Rule ids are those of
 `program-rules.md`.
 """
@@ -52,7 +52,7 @@ DEADLINE_KINDS: tuple[DeadlineKind, ...] = (
                  ("update", "certificate-list", "final-report")),
     DeadlineKind("notice-period", "P1", "the notice period", AUDIENCE_STAFF, ()),
     # 2026-02: satisfied by a bug link in any CA mail of the thread
-    # (bot/decide/disclosure.py), whatever its kind.
+    # (bot/decide/handlers/disclosure.py), whatever its kind.
     DeadlineKind("public-disclosure", "2026-02 disclosure",
                  "the link to the public disclosure of the incident on Bugzilla",
                  AUDIENCE_CA, ()),

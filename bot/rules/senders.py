@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.parse.message import ParsedMessage
+from bot.parse.mail.message import ParsedMessage
 
 Doubt = Callable[[ParsedMessage, str | None], str | None]
 

@@ -394,7 +394,7 @@ DSNS: list[Dsn] = [
 
 @dataclass(frozen=True)
 class Auto:
-    """An automatic reply and the header family that says so (rule: bot/rules/hygiene.py)."""
+    """An automatic reply and the header family that says so (rule: bot/parse/automatic.py)."""
 
     name: str
     family: str

@@ -1,4 +1,4 @@
-"""The staff web view (bot/web): sign-in tokens, sessions, the sign-in record, attempts.
+"""The staff web view (bot/operator/web): sign-in tokens, sessions, the sign-in record, attempts.
 
 Four new tables, nothing else changed. Tokens and session ids are kept as
 their SHA-256 only; `web_attempt` counts sign-in requests per address and

@@ -1,0 +1,1 @@
+"""An incident's life in time: deadlines, reminders, timeliness, cadence, notices."""

@@ -1,0 +1,1 @@
+"""Staff mail: authentication, commands, their actions, status and the digest."""

@@ -1,0 +1,1 @@
+"""The operator's side: the read model, terminal views, health, checks, export, web."""

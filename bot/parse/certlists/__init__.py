@@ -1,0 +1,1 @@
+"""Attached certificate lists (CSV, text, PEM, DER, PKCS#7, CRL) to typed records."""

@@ -1,0 +1,1 @@
+"""The notification form, documents (.docx, PDF, HTML) and final reports, read."""

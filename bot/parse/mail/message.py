@@ -1,0 +1,541 @@
+"""Raw RFC 5322 bytes to a typed `ParsedMessage`: headers, bodies, attachments.
+
+mail-parser does the MIME walk and the decoding; this module turns its
+dicts into typed objects and never raises on malformed input: whatever could
+not be read is listed in `defects`, and what lay past a limit of
+`bot.parse.mail.limits` (size, parts, depth, headers, attachments) in
+`limits_exceeded`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import io
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import BytesHeaderParser, BytesParser
+from email.policy import compat32
+from functools import partial
+from typing import Any
+
+import mailparser
+
+from bot.parse.mail.largeparts import LiftedParts, lift
+from bot.parse.mail.limits import DEFAULT_LIMITS, MessageLimits
+
+log = logging.getLogger("rootnotify.parse")
+
+_MSGID_RE = re.compile(r"<[^<>\s]+>")
+# An address header longer than this is hostile or broken; real ones with
+# hundreds of recipients stay well under it.
+MAX_ADDRESS_HEADER = 16_384
+
+# Read-ahead of an attachment's stream: what the list parser peeks at to sniff
+# the format (bot.parse.mail.archives.CHUNK).
+STREAM_BUFFER_BYTES = 1 << 16
+
+# mail-parser logs every content type it does not flatten; that is not news.
+logging.getLogger("mailparser").setLevel(logging.ERROR)
+
+
+class Attachment:
+    """One attached file: name, MIME type and bytes.
+
+    `data` may be decoded on first use (`loader`) and is then kept: a large
+    attachment lifted out before parsing (bot.parse.mail.largeparts) is decoded
+    once, when someone reads it, not while the message is parsed.
+    """
+
+    __slots__ = ("_data", "_loader", "_parts", "content_type", "filename")
+
+    def __init__(self, filename: str, content_type: str, data: bytes | None = None, *,
+                 loader: Callable[[], bytes] | None = None,
+                 lifted: tuple[LiftedParts, int] | None = None) -> None:
+        if data is None and loader is None and lifted is None:
+            raise TypeError("an Attachment needs data, a loader or a lifted part")
+        self.filename = filename
+        self.content_type = content_type
+        self._data = data
+        self._parts = lifted  # read from the raw message without decoding it whole
+        if loader is None and lifted is not None:
+            loader = partial(lifted[0].decode, lifted[1])
+        self._loader = loader
+
+    def open(self) -> io.BufferedReader:
+        """The bytes as a stream; a lifted part is decoded as it is read, never held whole."""
+        if self._data is None and self._parts is not None:
+            parts, index = self._parts
+            return io.BufferedReader(parts.open(index), buffer_size=STREAM_BUFFER_BYTES)
+        return io.BufferedReader(io.BytesIO(self.data),  # type: ignore[arg-type]
+                                 buffer_size=STREAM_BUFFER_BYTES)
+
+    def head(self, size: int) -> bytes:
+        """The first `size` bytes (fewer if it is shorter)."""
+        if self._data is None and self._parts is not None:
+            with self.open() as stream:
+                return stream.read(size)
+        return self.data[:size]
+
+    @property
+    def size(self) -> int:
+        if self._data is None and self._parts is not None:
+            parts, index = self._parts
+            return parts.size(index)
+        return len(self.data)
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            assert self._loader is not None
+            self._data = self._loader()
+            self._loader = self._parts = None
+        return self._data
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled (bot.service.analysispool) with its bytes: a loader does not travel.
+        return (Attachment, (self.filename, self.content_type, self.data))
+
+    @property
+    def extension(self) -> str:
+        name = self.filename.lower()
+        return name.rsplit(".", 1)[-1] if "." in name else ""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Attachment):
+            return NotImplemented
+        return (self.filename, self.content_type, self.data) == (
+            other.filename, other.content_type, other.data)
+
+    def __hash__(self) -> int:
+        return hash((self.filename, self.content_type, self.data))
+
+    def __repr__(self) -> str:
+        size = "not decoded yet" if self._data is None else f"{len(self._data)} bytes"
+        return f"Attachment({self.filename!r}, {self.content_type!r}, {size})"
+
+
+@dataclass
+class ParsedMessage:
+    message_id: str | None
+    from_address: str | None
+    from_display: str
+    to: list[str]
+    cc: list[str]
+    reply_to: list[str]
+    subject: str
+    date: datetime | None
+    in_reply_to: list[str]
+    references: list[str]
+    headers: list[tuple[str, str]]
+    text_plain: str
+    text_html: str
+    attachments: list[Attachment] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+    # Limits passed (bot.parse.mail.limits), one sentence each saying what was not read.
+    limits_exceeded: list[str] = field(default_factory=list)
+    # Every address of the From field (RFC 5322 3.6.2 allows several, then a
+    # Sender must say who sent it) and the Sender field's address.
+    from_addresses: list[str] = field(default_factory=list)
+    sender_address: str | None = None
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name` (case-insensitive), decoded."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+    def header_all(self, name: str) -> list[str]:
+        wanted = name.lower()
+        return [value for key, value in self.headers if key.lower() == wanted]
+
+    @property
+    def thread_ids(self) -> list[str]:
+        """Message-IDs this message answers, nearest first (In-Reply-To, then References)."""
+        seen: list[str] = []
+        for mid in [*self.in_reply_to, *reversed(self.references)]:
+            if mid not in seen:
+                seen.append(mid)
+        return seen
+
+
+def decode_header_value(value: str | None) -> str:
+    """An RFC 2047 encoded header value as text; undecodable parts kept as they are."""
+    if value is None:
+        return ""
+    value = str(value)
+    try:
+        text = str(make_header(decode_header(value)))
+    except (UnicodeError, LookupError, ValueError, binascii.Error, RecursionError):
+        text = value
+    # Unfold: continuation lines are one logical line (RFC 5322 2.2.3).
+    return re.sub(r"\r?\n[ \t]+", " ", text).strip()
+
+
+def parse_addresses(value: str | None) -> list[str]:
+    """The addr-specs in an address header, lower-cased, invalid ones dropped."""
+    if not value:
+        return []
+    if len(value) > MAX_ADDRESS_HEADER:
+        value = value[:MAX_ADDRESS_HEADER]
+    out = []
+    try:
+        pairs = email.utils.getaddresses([value])
+    except (RecursionError, ValueError, IndexError):
+        # The stdlib address parser recurses on nested comments; a header
+        # built to exhaust it yields no address rather than a crash.
+        return []
+    for _name, addr in pairs:
+        addr = addr.strip().lower()
+        if addr and "@" in addr and " " not in addr and "<" not in addr:
+            out.append(addr)
+    return out
+
+
+_ENCODED_WORD = re.compile(r"=\?[^?\s]{1,64}\?[bBqQ]\?[^?\s]*\?=")
+
+
+def _neutral(value: str) -> tuple[str, list[str]]:
+    """`value` with each RFC 2047 encoded word replaced by a placeholder, and the words."""
+    words: list[str] = []
+
+    def keep(match: re.Match[str]) -> str:
+        words.append(match.group(0))
+        return f"rnencoded{len(words) - 1}x"
+
+    text = _ENCODED_WORD.sub(keep, value.replace("\r", " ").replace("\n", " "))
+    return text, words
+
+
+def _addresses(value: str | None) -> list[str]:
+    """The addresses of a header, read before RFC 2047 decoding.
+
+    An encoded word may only carry a display name (RFC 2047 5): decoding first
+    would let `=?utf-8?q?Eve=0D=0ABcc:_x@evil.test?= <a@b.c>` put x@evil.test
+    first. The decoded value is read only when the raw one names no address.
+    """
+    if not value:
+        return []
+    text, _words = _neutral(value)
+    found = [a for a in parse_addresses(text) if "rnencoded" not in a]
+    return found or parse_addresses(decode_header_value(value))
+
+
+def _display_name(value: str | None) -> str:
+    if not value:
+        return ""
+    text, words = _neutral(value)
+    name = email.utils.parseaddr(text)[0]
+    name = re.sub(r"rnencoded(\d+)x", lambda m: words[int(m.group(1))], name)
+    return decode_header_value(name) if name else ""
+
+
+def message_ids(value: str | None) -> list[str]:
+    if not value:
+        return []
+    return _MSGID_RE.findall(value)
+
+
+def parse_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError, AttributeError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        # RFC 5322 "-0000": no zone information; take it as UTC.
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _headers_of(msg: Message) -> list[tuple[str, str]]:
+    out = []
+    for key, value in msg.raw_items() if hasattr(msg, "raw_items") else msg.items():
+        out.append((str(key), decode_header_value(_text(value))))  # raw_items: stored values
+    return out
+
+
+def _attachment_bytes(item: dict) -> bytes:
+    payload = item.get("payload") or ""
+    if item.get("binary"):
+        try:
+            return base64.b64decode(payload, validate=False)
+        except (binascii.Error, ValueError):
+            return payload.encode("latin-1", "replace")
+    if isinstance(payload, bytes):
+        return payload
+    charset = item.get("charset") or "utf-8"
+    try:
+        return payload.encode(charset, "replace")
+    except LookupError:
+        return payload.encode("utf-8", "replace")
+
+
+def _text(value: object) -> str | None:
+    """A header value as `str`: compat32 returns `email.header.Header` for raw 8-bit values."""
+    if value is None:
+        return None
+    try:
+        text = str(value)
+    except Exception:  # a Header with undecodable chunks
+        return None
+    return _undo_surrogates(text)
+
+
+def _undo_surrogates(text: str) -> str:
+    """Raw 8-bit header bytes (kept as surrogate escapes) read as UTF-8, else Latin-1."""
+    if text.isascii() or not any("\udc80" <= c <= "\udcff" for c in text):
+        return text
+    data = text.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _raw_header(msg: Message, name: str) -> object:
+    """The first `name` header as stored (a str with surrogate escapes), not a Header object."""
+    wanted = name.lower()
+    for key, value in getattr(msg, "_headers", []):
+        if str(key).lower() == wanted:
+            return value
+    return msg.get(name)
+
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_FIELD_START = re.compile(rb"^[^ \t\r\n]", re.MULTILINE)
+
+
+def _limit_head(raw: bytes, limits: MessageLimits, exceeded: list[str]) -> bytes:
+    """`raw` with its header block cut to the header-count and line-length limits."""
+    split = _HEAD_END.search(raw)
+    # The body is sliced off only when the head is cut: a list mail's is ~100 MB.
+    head = raw[: split.start()] if split else raw
+    lines = head.splitlines(keepends=True)
+    long_lines = 0
+    fields = 0
+    kept: list[bytes] = []
+    for line in lines:
+        if _FIELD_START.match(line):
+            fields += 1
+            if fields > limits.max_headers:
+                exceeded.append(f"header fields: more than {limits.max_headers}; "
+                                f"the fields after the {limits.max_headers}th were not read")
+                break
+        if len(line) > limits.max_header_line:
+            long_lines += 1
+            ending = b"\r\n" if line.endswith(b"\r\n") else b"\n"
+            line = line[: limits.max_header_line] + ending
+        kept.append(line)
+    if long_lines:
+        exceeded.append(f"header line length: {long_lines} line(s) longer than "
+                        f"{limits.max_header_line} characters were cut")
+    if not long_lines and fields <= limits.max_headers:
+        return raw
+    return b"".join(kept) + (raw[split.start():] if split else b"")
+
+
+def _prune(msg: Message, limits: MessageLimits, exceeded: list[str]) -> None:
+    """Cut the MIME tree in place to the part-count and depth limits (document order kept)."""
+    count = 0
+    too_deep = 0
+    cut_at: int | None = None
+    # (part, depth, parent's payload list, index in it); children pushed reversed
+    # so that parts are visited in document order, without recursion.
+    stack: list[tuple[Message, int, list | None, int]] = [(msg, 0, None, 0)]
+    while stack:
+        part, depth, siblings, index = stack.pop()
+        if count >= limits.max_parts:
+            if siblings is not None:
+                del siblings[index:]
+            cut_at = count
+            continue
+        count += 1
+        payload = part._payload  # compat32: a list for multipart/* and message/*
+        if not isinstance(payload, list) or not payload:
+            continue
+        if depth >= limits.max_depth:
+            too_deep += 1
+            part._payload = []
+            continue
+        for i in range(len(payload) - 1, -1, -1):
+            child = payload[i]
+            if isinstance(child, Message):
+                stack.append((child, depth + 1, payload, i))
+    if cut_at is not None:
+        exceeded.append(f"MIME parts: more than {limits.max_parts}; "
+                        f"the parts after the {limits.max_parts}th were not read")
+    if too_deep:
+        exceeded.append(f"MIME nesting depth: {too_deep} part(s) nested deeper than "
+                        f"{limits.max_depth} levels were not read")
+
+
+def parse_message(raw: bytes, limits: MessageLimits = DEFAULT_LIMITS) -> ParsedMessage:
+    """Parse `raw`; never raises for any input (defects and limits passed are recorded)."""
+    try:
+        return _without_nul(_parse(raw, limits))
+    except Exception as exc:  # the last line of defence: a bug must not stop the pipeline
+        log.exception("parse_message failed; keeping an empty parse")
+        return _empty(f"message unreadable: {type(exc).__name__}: {exc}")
+
+
+def without_nul(text: str) -> str:
+    """`text` with each NUL as U+FFFD.
+
+    Mail text may not hold NUL (RFC 5322 2.2, 3.5), hostile mail does, and
+    PostgreSQL refuses it in a text column: the message could never be
+    recorded there. The replacement character keeps the spot visible.
+    """
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def _without_nul(parsed: ParsedMessage) -> ParsedMessage:
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return without_nul(value)
+        if isinstance(value, list | tuple):
+            return type(value)(clean(v) for v in value)
+        return value
+
+    for attachment in parsed.attachments:
+        attachment.filename = without_nul(attachment.filename)
+        attachment.content_type = without_nul(attachment.content_type)
+    return replace(parsed, **{f.name: clean(getattr(parsed, f.name)) for f in fields(parsed)
+                              if f.name != "attachments"})
+
+
+def _empty(defect: str) -> ParsedMessage:
+    return ParsedMessage(message_id=None, from_address=None, from_display="", to=[], cc=[],
+                         reply_to=[], subject="", date=None, in_reply_to=[], references=[],
+                         headers=[], text_plain="", text_html="", defects=[defect])
+
+
+def _parse(raw: bytes, limits: MessageLimits) -> ParsedMessage:
+    defects: list[str] = []
+    exceeded: list[str] = []
+    if len(raw) > limits.max_message_bytes:
+        exceeded.append(f"message size: {len(raw)} bytes exceeds the limit of "
+                        f"{limits.max_message_bytes}; the rest was not read")
+        raw = raw[: limits.max_message_bytes]
+    raw = _limit_head(raw, limits, exceeded)
+    skeleton, lifted = lift(raw)
+    marks = (len(defects), len(exceeded))
+    msg, text_plain, text_html, attachments = _mime(skeleton, limits, lifted, defects, exceeded)
+    if lifted is not None and not lifted.complete:
+        # A lifted body did not come back as an attachment (a part the parser
+        # saw otherwise, or one cut by a limit): parse the ordinary way.
+        log.info("large parts not all attachments; parsing the whole message")
+        del defects[marks[0]:], exceeded[marks[1]:]
+        msg, text_plain, text_html, attachments = _mime(raw, limits, None, defects, exceeded)
+
+    def get(name: str) -> str | None:
+        try:
+            return _text(_raw_header(msg, name))
+        except Exception:
+            return None
+
+    from_value = get("From")
+    from_addrs = _addresses(from_value)
+    sender_addrs = _addresses(get("Sender"))
+    try:
+        display = _display_name(from_value)
+    except (RecursionError, ValueError, IndexError):
+        display = ""
+    try:
+        headers = _headers_of(msg)
+    except Exception as exc:
+        defects.append(f"headers unreadable: {type(exc).__name__}")
+        headers = []
+    return ParsedMessage(
+        message_id=(message_ids(get("Message-ID")) or [None])[0],
+        # Several authors: the Sender is who sent it (RFC 5322 3.6.2).
+        from_address=(sender_addrs[0] if len(from_addrs) > 1 and sender_addrs
+                      else from_addrs[0] if from_addrs else None),
+        from_display=display,
+        to=_addresses(get("To")),
+        cc=_addresses(get("Cc")),
+        reply_to=_addresses(get("Reply-To")),
+        subject=decode_header_value(get("Subject")),
+        date=parse_date(get("Date")),
+        in_reply_to=message_ids(get("In-Reply-To")),
+        references=message_ids(decode_header_value(get("References"))),
+        headers=headers,
+        text_plain=text_plain,
+        text_html=text_html,
+        attachments=attachments,
+        defects=defects,
+        limits_exceeded=exceeded,
+        from_addresses=from_addrs,
+        sender_address=sender_addrs[0] if sender_addrs else None,
+    )
+
+
+def _mime(raw: bytes, limits: MessageLimits, lifted: LiftedParts | None, defects: list[str],
+          exceeded: list[str]) -> tuple[Message, str, str, list[Attachment]]:
+    """The MIME walk: the message object, its text bodies and its attachments."""
+    try:
+        msg: Message = BytesParser(policy=compat32).parsebytes(raw)
+        _prune(msg, limits, exceeded)
+        mp = mailparser.MailParser(msg)
+        text_plain = "\n".join(mp.text_plain)
+        text_html = "\n".join(mp.text_html)
+        raw_attachments = list(mp.attachments)
+        defects.extend(str(d) for d in (mp.defects_categories or []))
+    except Exception as exc:  # mail-parser and the stdlib raise many types on hostile input
+        log.warning("MIME parsing failed (%s); falling back to the header block only", exc)
+        if isinstance(exc, RecursionError) or isinstance(exc.__cause__, RecursionError):
+            exceeded.append("MIME nesting depth: too deep to parse; the body was not read")
+        defects.append(f"unparseable MIME structure: {type(exc).__name__}: {exc}")
+        msg = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        text_plain = _fallback_text(msg)
+        text_html = ""
+        raw_attachments = []
+    if lifted is not None:
+        text_plain, text_html = lifted.restore(text_plain), lifted.restore(text_html)
+
+    if len(raw_attachments) > limits.max_attachments:
+        exceeded.append(f"attachments: {len(raw_attachments)} exceeds the limit of "
+                        f"{limits.max_attachments}; the attachments after the "
+                        f"{limits.max_attachments}th were not read")
+        raw_attachments = raw_attachments[: limits.max_attachments]
+    attachments = []
+    for item in raw_attachments:
+        try:
+            attachments.append(_attachment(item, lifted))
+        except Exception as exc:  # a single broken part must not lose the others
+            defects.append(f"attachment unreadable: {exc}")
+    return msg, text_plain, text_html, attachments
+
+
+def _attachment(item: dict, lifted: LiftedParts | None) -> Attachment:
+    filename = str(item.get("filename") or "attachment")
+    content_type = str(item.get("mail_content_type") or "application/octet-stream")
+    payload = item.get("payload")
+    if lifted is not None and isinstance(payload, str):
+        index = lifted.index_of(payload) if item.get("binary") else None
+        if index is not None:
+            lifted.resolved.add(index)
+            return Attachment(filename, content_type, lifted=(lifted, index))
+        item = {**item, "payload": lifted.restore(payload)}
+    return Attachment(filename, content_type, _attachment_bytes(item))
+
+
+def _fallback_text(msg: Message) -> str:
+    try:
+        payload = msg.get_payload(decode=True)
+    except Exception:
+        return ""
+    if isinstance(payload, bytes):
+        return payload.decode("utf-8", "replace")
+    return ""

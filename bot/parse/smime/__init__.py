@@ -1,0 +1,1 @@
+"""S/MIME: find the signed or enveloped entity, verify it, judge the signer."""

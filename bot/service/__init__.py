@@ -1,0 +1,1 @@
+"""The running service: app, supervisor, pipeline, analysis pool, scheduler loop."""
