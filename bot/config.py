@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -49,6 +50,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # after the batch that made it so large: what a parse freed may stay
         # mapped (CPython's arenas, malloc's heap).
         "analysis_recycle_rss": (int, 256),
+        # This `serve`'s name among the hosts of one database (bot.node,
+        # `status --json` nodes); empty: the host name.
+        "node_name": (str, ""),
     },
     "storage": {"url": (str, "")},
     "smtp": {
@@ -167,6 +171,7 @@ class BotConfig:
     analysis_timeout_seconds: int = 60
     analysis_memory_limit: int = 512
     analysis_recycle_rss: int = 256
+    node_name: str = ""
 
     @property
     def spool_dir(self) -> Path:
@@ -524,6 +529,7 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
                                             b["analysis_memory_limit"]),
             analysis_recycle_rss=_positive(reader, "bot", "analysis_recycle_rss",
                                            b["analysis_recycle_rss"]),
+            node_name=b["node_name"].strip() or socket.gethostname(),
         ),
         storage_url=_storage_url(reader, st["url"], data_dir),
         smtp=SmtpConfig(

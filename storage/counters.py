@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 
+import sqlalchemy as sa
 from sqlalchemy import bindparam
 from sqlalchemy.sql.expression import Executable
 from sqlmodel import Session
 
 from storage.db import insert_on_conflict
-from storage.models import AutoReplyCount
+from storage.models import AutoReplyCount, Incident, IncidentCounter
 
 
 def take_auto_reply(session: Session, address: str, day: str, cap: int) -> bool:
@@ -45,3 +46,31 @@ def _auto_reply_upsert(dialect_name: str) -> Executable:
         index_elements=[table.c.address, table.c.day],
         set_={"count": table.c.count + 1},
     ).returning(table.c.count)
+
+
+def take_incident_number(session: Session, year: int) -> int:
+    """The next incident number of `year`, held until the caller's transaction ends.
+
+    The counter's row stays locked by this UPSERT until commit or rollback, so
+    a second host opening an incident waits for it and then gets the next
+    number; a transaction that rolls back gives its number back (no gaps).
+    A year's first number follows the incidents already there (rows made
+    before the counter existed, or by hand).
+    """
+    connection = session.connection()
+    return int(connection.execute(_incident_number_upsert(connection.dialect.name),
+                                  {"year": year}).scalar_one())
+
+
+@functools.cache
+def _incident_number_upsert(dialect_name: str) -> Executable:
+    table = IncidentCounter.__table__
+    incidents = Incident.__table__
+    first = (sa.select(sa.func.coalesce(sa.func.max(incidents.c.seq), 0) + 1)
+             .where(incidents.c.year == bindparam("year")).scalar_subquery())
+    return insert_on_conflict(dialect_name, table).values(
+        year=bindparam("year"), last=first,
+    ).on_conflict_do_update(
+        index_elements=[table.c.year],
+        set_={"last": table.c.last + 1},
+    ).returning(table.c.last)

@@ -228,28 +228,49 @@ def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> Non
             future.set_exception(error)
 
 
-def _position(session) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    row = session.get(Meta, POSITION_KEY)
+def position_key(folder: Path, node_name: str = "") -> str:
+    """The `meta` key of one spool's import position: its host's and its folder's.
+
+    One key shared by the hosts of one database let a host that imported its
+    own spool move the other's position on, and the other, restarted, skipped
+    and deleted the mail it had answered 250 for.
+    """
+    return f"{POSITION_KEY}:{node_name}:{folder.resolve()}"
+
+
+def _position(session, key: str) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    row = session.get(Meta, key)
+    if row is None and session.connection().dialect.name == "sqlite":
+        # A spool from before positions were per host: a SQLite database is
+        # one host's, so the one shared row was this spool's. (Elsewhere it
+        # may be another host's; reading a spool again from the start stores
+        # nothing twice, the dedup key sees to that.)
+        row = session.get(Meta, POSITION_KEY)
     if row is None:
         return 0, 0
     segment, _, offset = row.value.partition(":")
     return int(segment), int(offset)
 
 
-def _set_position(session, segment: int, offset: int) -> None:  # type: ignore[no-untyped-def]
-    row = session.get(Meta, POSITION_KEY) or Meta(key=POSITION_KEY, value="")
+def _set_position(session, key: str, segment: int, offset: int  # type: ignore[no-untyped-def]
+                  ) -> None:
+    row = session.get(Meta, key) or Meta(key=key, value="")
     row.value = f"{segment}:{offset}"
     session.add(row)
+    legacy = session.get(Meta, POSITION_KEY)
+    if legacy is not None and session.connection().dialect.name == "sqlite":
+        session.delete(legacy)  # taken over by the per-host key
 
 
-def import_spool(db: Database, folder: Path) -> int:
+def import_spool(db: Database, folder: Path, node_name: str = "") -> int:
     """Import every whole record not yet imported; returns how many new messages were stored."""
     if not folder.is_dir():
         return 0
+    key = position_key(folder, node_name)
     stored = 0
     while True:
         with db.read() as session:
-            at_segment, at_offset = _position(session)
+            at_segment, at_offset = _position(session, key)
         files = [p for p in segments(folder) if _segment_number(p) >= at_segment]
         progressed = False
         for index, path in enumerate(files):
@@ -262,10 +283,10 @@ def import_spool(db: Database, folder: Path) -> int:
                     break
             if batch:
                 with db.write() as session:
-                    if _position(session) != (at_segment, at_offset):
+                    if _position(session, key) != (at_segment, at_offset):
                         return stored  # another importer moved on; start over next time
                     results = store_batch_direct(session, [r.arrival for r in batch])
-                    _set_position(session, number, batch[-1].end)
+                    _set_position(session, key, number, batch[-1].end)
                 stored += sum(1 for r in results if not r.duplicate)
                 progressed = True
                 break
@@ -273,8 +294,8 @@ def import_spool(db: Database, folder: Path) -> int:
             if not is_last:
                 # Nothing more in this older segment (the writer moved on): pass it.
                 with db.write() as session:
-                    if _position(session) == (at_segment, at_offset):
-                        _set_position(session, _segment_number(files[index + 1]), 0)
+                    if _position(session, key) == (at_segment, at_offset):
+                        _set_position(session, key, _segment_number(files[index + 1]), 0)
                 path.unlink(missing_ok=True)
                 progressed = True
                 break
@@ -282,12 +303,12 @@ def import_spool(db: Database, folder: Path) -> int:
             return stored
 
 
-def pending_bytes(db: Database, folder: Path) -> int:
+def pending_bytes(db: Database, folder: Path, node_name: str = "") -> int:
     """Bytes of the spool not yet imported (the intake backlog before the database)."""
     if not folder.is_dir():
         return 0
     with db.read() as session:
-        at_segment, at_offset = _position(session)
+        at_segment, at_offset = _position(session, position_key(folder, node_name))
     total = 0
     for path in segments(folder):
         number = _segment_number(path)

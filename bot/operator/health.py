@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.clock import as_utc, iso
 from bot.context import Context
+from bot.node import nodes_report
 from storage import queries
 from storage.models import STATE_DROPPED, STATE_FAILED, STATE_PARKED, STATE_STORED
 from storage.spool import pending_bytes
@@ -55,6 +56,7 @@ def health(ctx: Context) -> dict[str, Any]:
         out_states = queries.outbound_status_counts(session)
         imap_rows = queries.imap_states(session)
         scheduler_last = queries.meta(session, "scheduler_last_run")
+        nodes, node_needs = nodes_report(session, now)
         problems = [{"id": m.id, "state": m.state, "attempts": m.attempts,
                      "last_error": m.last_error, "message_id": m.message_id,
                      "received_at": iso(m.received_at)}
@@ -94,11 +96,13 @@ def health(ctx: Context) -> dict[str, Any]:
         needs.append(f"{open_deadlines} open deadline(s) but the scheduler "
                      + ("has never run" if scheduler_age is None
                         else f"last ran {scheduler_age} s ago"))
+    needs += node_needs
     return {
         "messages": states,
         "backlog": backlog,
         # Mail `serve` accepted and spooled that the worker has not yet imported.
-        "spool_pending_bytes": pending_bytes(ctx.db, ctx.config.bot.spool_dir),
+        "spool_pending_bytes": pending_bytes(ctx.db, ctx.config.bot.spool_dir,
+                                             ctx.config.bot.node_name),
         "oldest_unprocessed_at": iso(oldest_in),
         "oldest_unprocessed_age_seconds": _age(now, oldest_in),
         "failed": states.get(STATE_FAILED, 0),
@@ -119,5 +123,7 @@ def health(ctx: Context) -> dict[str, Any]:
         "scheduler_last_run": scheduler_last,
         "scheduler_last_run_age_seconds": scheduler_age,
         "checked_at": iso(now),
+        # One entry per `serve` that has run on this database (bot.node).
+        "nodes": nodes,
         "needs_attention": needs,
     }

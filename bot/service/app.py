@@ -65,11 +65,14 @@ class Service:
         processes = config.bot.analysis_processes
         self.analysis_pool = (AnalysisPool(config, processes)
                               if role == "worker" and processes > 0 and config.path else None)
-        # `serve`'s intake process spools (storage.spool) so that answering 250
-        # never waits for the worker's database lock; in one process the group
-        # commit goes straight into the database.
+        # `serve`'s intake process on SQLite spools (storage.spool) so that
+        # answering 250 never waits for the worker's database lock; in one
+        # process the group commit goes straight into the database.
+        # On PostgreSQL the commit itself comes before 250: a spool on this
+        # host's disk would be lost with the host, while the other hosts go on.
+        spools = role == "intake" and self.db.engine.dialect.name == "sqlite"
         self.writer: GroupCommitWriter | SpoolWriter = (
-            SpoolWriter(config.bot.spool_dir) if role == "intake" else GroupCommitWriter(self.db))
+            SpoolWriter(config.bot.spool_dir) if spools else GroupCommitWriter(self.db))
         self.stored = asyncio.Event()
         self.queued = asyncio.Event()
         self.stopping = asyncio.Event()

@@ -28,6 +28,7 @@ from bot.errors import AnalysisAborted
 from bot.parse.mail.message import without_nul
 from bot.service.analysis import Analysis, analyze
 from bot.service.analysispool import AnalysisPool, PendingAnalysis, Stored
+from storage.claims import claim_messages
 from storage.models import (
     STATE_DROPPED,
     STATE_FAILED,
@@ -190,12 +191,13 @@ def _act_in_one_transaction(ctx: Context, prepared: list[_Prepared], savepoints:
                             ) -> dict[int, str]:
     states: dict[int, str] = {}
     with ctx.db.write() as session:
-        rows = {row.id: row for row in session.exec(select(InboundMessage).where(
-            col(InboundMessage.id).in_([item.inbound_id for item in prepared])))}
+        # Claimed (storage.claims): a worker on another host skips these rows
+        # until this transaction ends, and then sees them processed.
+        rows = claim_messages(session, [item.inbound_id for item in prepared])
         for item in prepared:
             inbound = rows.get(item.inbound_id)
             if inbound is None or inbound.state in (STATE_PROCESSED, STATE_PARKED, STATE_DROPPED):
-                continue  # another worker finished it meanwhile
+                continue  # another worker holds it, or finished it meanwhile
             error = item.error
             if error is None:
                 assert item.analysis is not None
@@ -266,7 +268,7 @@ def process_pending(ctx: Context, limit: int | None = None,
 
     def look_for_more() -> None:
         # Mail `serve` spooled goes into the database first, in arrival order.
-        import_spool(ctx.db, ctx.config.bot.spool_dir)
+        import_spool(ctx.db, ctx.config.bot.spool_dir, ctx.config.bot.node_name)
         ids = [i for i in pending_ids(ctx) if i not in seen]
         if limit is not None:
             ids = ids[: max(limit - len(seen), 0)]

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import insert
 from sqlalchemy.orm import make_transient_to_detached
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from bot.compose.replies import acknowledgement, new_incident_alert, update_receipt
 from bot.context import Context
@@ -26,6 +26,7 @@ from bot.decide.incident.timeliness import Timeliness, compute_r1
 from bot.parse.forms.notification import ParsedForm
 from bot.rules.rulesets import FORM_FIELDS_BY_KEY
 from bot.service.analysis import Analysis
+from storage.counters import take_incident_number
 from storage.models import Event, FormValue, InboundMessage, Incident
 
 log = logging.getLogger("rootnotify.decide.incidents")
@@ -42,12 +43,9 @@ class FieldChange:
 
 
 def next_incident_id(session: Session, prefix: str, year: int) -> tuple[str, int]:
-    # Without an autoflush: the only new Incident is flushed where it is added
-    # (open_incident), so none can be pending here, and flushing the rest (the
-    # message's own row, changed by the act) now would cost a second UPDATE.
-    with session.no_autoflush:
-        top = session.exec(select(func.max(Incident.seq)).where(Incident.year == year)).one()
-    seq = (top or 0) + 1
+    # From the counter row (storage.counters), not max(seq) + 1: two hosts on
+    # one PostgreSQL read the same max and opened the same number.
+    seq = take_incident_number(session, year)
     return f"{prefix}-{year}-{seq:04d}", seq
 
 
