@@ -223,39 +223,13 @@ class _RowParser:
                 self.source)
 
     def _parse(self, row: list[str], line: int, delimiter: str) -> Item:
-        serial = issuer = subject = sha256 = None
-        crtsh_id: int | None = None
-        pem: str | None = None
         dns: list[str] = []
         try:
-            plan = self.plan
-            if plan is not None:
-                width = len(row)
-                for i, kind in plan:
-                    if i >= width:
-                        break
-                    value = row[i]
-                    if not value or value.isspace():
-                        continue
-                    if kind == _SERIAL_HEX:
-                        serial = _hex_serial(value)
-                    elif kind == _ISSUER:
-                        issuer = value.strip()
-                    elif kind == _DOMAINS:
-                        dns.extend(_domains(value))
-                    elif kind == _SHA256:
-                        sha256 = _sha256(value)
-                    elif kind == _CRTSH:
-                        crtsh_id, from_url = _crtsh(value)
-                        sha256 = sha256 or from_url
-                    elif kind == _SERIAL_DEC:
-                        serial = _decimal_serial(value)
-                    elif kind == _SUBJECT:
-                        subject = value.strip()
-                    elif kind == _PEM:
-                        pem = value
+            if self.plan is not None:
+                serial, issuer, subject, sha256, crtsh_id, pem = self._planned(row, dns)
             else:
                 serial, issuer, sha256, crtsh_id, pem = self._sniff(row, dns)
+                subject = None
         except ValueError as exc:
             return RejectedLine(line, _clip(delimiter.join(row)), str(exc), self.source)
         if pem is not None:
@@ -285,6 +259,39 @@ class _RowParser:
             line,
             self.source,
         )
+
+    def _planned(
+        self, row: list[str], dns: list[str]
+    ) -> tuple[str | None, str | None, str | None, str | None, int | None, str | None]:
+        """The cells read as the header's plan says; domains go into `dns`."""
+        serial = issuer = subject = sha256 = None
+        crtsh_id: int | None = None
+        pem: str | None = None
+        width = len(row)
+        for i, kind in self.plan or ():
+            if i >= width:
+                break
+            value = row[i]
+            if not value or value.isspace():
+                continue
+            if kind == _SERIAL_HEX:
+                serial = _hex_serial(value)
+            elif kind == _ISSUER:
+                issuer = value.strip()
+            elif kind == _DOMAINS:
+                dns.extend(_domains(value))
+            elif kind == _SHA256:
+                sha256 = _sha256(value)
+            elif kind == _CRTSH:
+                crtsh_id, from_url = _crtsh(value)
+                sha256 = sha256 or from_url
+            elif kind == _SERIAL_DEC:
+                serial = _decimal_serial(value)
+            elif kind == _SUBJECT:
+                subject = value.strip()
+            elif kind == _PEM:
+                pem = value
+        return serial, issuer, subject, sha256, crtsh_id, pem
 
     def _from_pem(self, pem: str, line: int, crtsh_id: int | None) -> Item:
         match = _PEM_BEGIN_RE.search(pem)
