@@ -99,11 +99,7 @@ def sample_form(ca: Annotated[str | None, typer.Option("--ca", metavar="NAME",
 
 # The sample's times, before now: well inside the 24-hour window (R1).
 SAMPLE_INCIDENT_AGE = timedelta(hours=20)
-
-
 SAMPLE_FOUND_AGE = timedelta(hours=2)
-
-
 SAMPLE_FORM = """\
 CA name: {ca}
 Incident type: mis-issuance

@@ -129,17 +129,11 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "digest_hour": (int, 8),
     },
 }
-
-
 CA_SCHEMA: dict[str, tuple[type, Any]] = {
     "name": (str, REQUIRED),
     "contacts": (list, REQUIRED),
     "smime_anchors": (list, []),
     "roots": (list, []),
 }
-
-
 OUTGOING_MODES = ("smtp", "maildir")
-
-
 STAFF_AUTH = ("smime", "dkim", "none")

@@ -16,14 +16,8 @@ from bot.parse.bouncetypes import (
 from bot.parse.mail.message import ParsedMessage
 
 _LOCAL_PART = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-
-
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-
-
 _DOMAIN = re.compile(rf"^(?:{_LABEL}\.)+{_LABEL}$")
-
-
 _DOMAIN_LITERAL = re.compile(r"^\[\d{1,3}(?:\.\d{1,3}){3}\]$")
 
 
@@ -71,8 +65,6 @@ def _message_id(text: str | None) -> str | None:
 
 
 _VERP_TOKEN = re.compile(r"^[a-z0-9][a-z0-9._=-]*$")
-
-
 _VERP_TAG = "+bounce-"
 
 

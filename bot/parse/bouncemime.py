@@ -24,16 +24,10 @@ from bot.parse.bouncetypes import (
 )
 
 _DS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
-
-
 _MDN_TYPES = frozenset(
     {"message/disposition-notification", "message/global-disposition-notification"}
 )
-
-
 _RETURNED_MESSAGE = frozenset({"message/rfc822", "message/global"})
-
-
 _RETURNED_HEADERS = frozenset(
     {"text/rfc822-headers", "message/rfc822-headers", "message/global-headers"}
 )
@@ -145,11 +139,7 @@ def _header_message_id(text: str) -> str | None:
 
 
 _BASE64_BLOCK = re.compile(r"^[A-Za-z0-9+/=\s]{16,}$")
-
-
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
-
-
 _REPLY_CODE = re.compile(r"(?<![\w.\[#])([245])\d\d(?=[ -]\S)")
 
 

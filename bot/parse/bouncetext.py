@@ -43,8 +43,6 @@ _COPY_MARKER = re.compile(
     r"|-+ ?Transcript of session follows)",
     re.I,
 )
-
-
 _ADDRESS_LINE = re.compile(
     r"^\s*<?(?P<addr>[^\s<>()\"',;:]+@[^\s<>()\"',;:]+?)>?"
     r"(?:<mailto:[^>]*>)?(?:\s*:|\s+on\s.*|\s+\(.*\)|\s*:\s.*)?\s*$",

@@ -36,11 +36,7 @@ MAX_DIAGNOSTIC_CHARS = 200
 
 # RFC 5321 4.5.3.1: path 256 octets with the angle brackets, local part 64, domain 255.
 MAX_ADDRESS_CHARS = 254
-
-
 MAX_LOCAL_PART_CHARS = 64
-
-
 MAX_DOMAIN_CHARS = 253
 
 
@@ -50,11 +46,7 @@ MAX_MESSAGE_ID_CHARS = 250
 
 # VERP tokens are our own outbox ids; a short alphabet survives every MTA.
 MAX_VERP_TOKEN_CHARS = 64
-
-
 Kind = Literal["failed", "delayed", "delivered", "relayed", "expanded", "disposition"]
-
-
 _ACTIONS = frozenset({"failed", "delayed", "delivered", "relayed", "expanded"})
 
 

@@ -15,29 +15,19 @@ MAX_TEXT_CHARS = 512_000
 
 # A notification is a page or two; the limit only stops a thousand-page PDF.
 MAX_PDF_PAGES = 50
-
-
 MAX_PDF_FIELDS = 500
 
 
 # A .docx is a zip: its XML, unpacked, must stay small (a zip bomb is tiny packed).
 MAX_DOCX_UNPACKED_BYTES = 50 * 1024 * 1024
-
-
 MAX_DOCX_PARTS = 2_000
 
 
 # Nesting deeper than this is generated, not written; deeper tags are read as
 # plain text so that 10,000 nested tables cost no more than their text.
 MAX_NESTING = 64
-
-
 MAX_DOCX_TABLE_DEPTH = 8
-
-
 TEXT_EXTENSIONS = frozenset({"txt", "text", "md", "markdown", "asc"})
-
-
 HTML_EXTENSIONS = frozenset({"html", "htm", "xhtml"})
 
 

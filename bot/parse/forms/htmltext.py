@@ -15,18 +15,12 @@ from bot.parse.forms.doclimits import (
 )
 
 log = logging.getLogger("rootnotify.parse")
-
-
 _BLOCK = frozenset({
     "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "table",
     "tr", "section", "article", "header", "footer", "blockquote", "pre", "hr", "dl", "dt",
     "dd", "form", "fieldset", "address", "caption", "tbody", "thead", "tfoot",
 })
-
-
 _DROP = frozenset({"script", "style", "head", "title", "template", "noscript", "svg", "object"})
-
-
 _VOID = frozenset({"br", "hr", "img", "meta", "link", "input", "col", "area", "base", "wbr"})
 
 
