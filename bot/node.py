@@ -11,6 +11,8 @@ heartbeating still holds any.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
 import uuid
@@ -24,6 +26,8 @@ from sqlmodel import Session, col, select, update
 from bot.clock import Clock, as_utc, iso
 from storage.db import Database
 from storage.models import Node
+
+log = logging.getLogger("rootnotify.node")
 
 # How often `serve` tells the database it is alive; a node unseen for
 # STALE_AFTER is taken for dead (a host lost, SIGKILL): three beats missed.
@@ -111,3 +115,13 @@ def nodes_report(session: Session, now: datetime) -> tuple[list[dict[str, Any]],
                 needs.append(f"node {row.name} (pid {row.pid}) stopped heartbeating at "
                              f"{iso(row.last_seen_at)} with work claimed: {what}")
     return entries, needs
+
+
+async def heartbeats(db: Database, node: NodeIdentity, clock: Clock) -> None:
+    """Tell the database this node is alive, every HEARTBEAT_SECONDS, until cancelled."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        try:
+            await asyncio.to_thread(heartbeat, db, node, clock)
+        except Exception as exc:  # the database away for a while: try again next beat
+            log.warning("node heartbeat failed: %s", exc)

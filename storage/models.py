@@ -6,10 +6,22 @@ back timezone-aware, through `UTCDateTime`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
+
+from storage.columns import UTCDateTime as UTCDateTime
+from storage.columns import _when
+
+# The web view's tables live in their own module; importing them here registers
+# them with the metadata beside the others, and keeps them importable from here.
+from storage.hostmodels import IncidentCounter as IncidentCounter
+from storage.hostmodels import Node as Node
+from storage.webmodels import WebAttempt as WebAttempt
+from storage.webmodels import WebSession as WebSession
+from storage.webmodels import WebSignIn as WebSignIn
+from storage.webmodels import WebSignInToken as WebSignInToken
 
 # Message states: stored → processed | failed (retried) → parked (a person must look);
 # failed, parked or quarantined → dropped (a person ended it: kept, never retried).
@@ -26,30 +38,6 @@ OUT_FAILED = "failed"
 DL_OPEN = "open"
 DL_SATISFIED = "satisfied"
 DL_CANCELLED = "cancelled"
-
-
-class UTCDateTime(sa.types.TypeDecorator):
-    """Aware datetimes in, aware UTC datetimes out, whatever the dialect does with zones."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database; use the clock")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _when(**kw) -> object:  # type: ignore[no-untyped-def]
-    return Field(sa_type=UTCDateTime, **kw)
 
 
 class Meta(SQLModel, table=True):
@@ -364,86 +352,3 @@ class SignatureUse(SQLModel, table=True):
     incident_id: str | None = Field(default=None, foreign_key="incident.id")
     signer: str = ""
     used_at: datetime = _when()
-
-
-# ------------------------------------------------------- the staff web view (bot/operator/web)
-# Secrets are kept only as their SHA-256: a copy of the database signs no one in.
-
-
-class WebSignInToken(SQLModel, table=True):
-    """A one-time sign-in link mailed to a staff address: usable once, until it expires."""
-
-    __tablename__ = "web_sign_in_token"
-
-    token_sha256: str = Field(primary_key=True, max_length=64)
-    address: str
-    created_at: datetime = _when()
-    expires_at: datetime = _when()
-    used_at: datetime | None = _when(default=None, nullable=True)
-    requested_from: str = ""  # the client address that asked for the link
-
-
-class WebSession(SQLModel, table=True):
-    """A signed-in browser: the cookie's value is known only to the browser."""
-
-    __tablename__ = "web_session"
-
-    id_sha256: str = Field(primary_key=True, max_length=64)
-    address: str
-    csrf: str  # the form token every POST of this session must carry
-    created_at: datetime = _when()
-    expires_at: datetime = _when()
-    client: str = ""
-
-
-class WebSignIn(SQLModel, table=True):
-    """Every sign-in to the web view: who, when, from where; shown to staff."""
-
-    __tablename__ = "web_sign_in"
-
-    id: int | None = Field(default=None, primary_key=True)
-    address: str = Field(index=True)
-    at: datetime = _when(index=True)
-    client: str = ""
-    user_agent: str = ""
-
-
-class WebAttempt(SQLModel, table=True):
-    """A sign-in request or token use, counted for the rate limits per address and client."""
-
-    __tablename__ = "web_attempt"
-    __table_args__ = (sa.Index("ix_web_attempt_scope_key_at", "scope", "key", "at"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    scope: str  # what is limited: "address", "client"
-    key: str
-    at: datetime = _when()
-
-
-class IncidentCounter(SQLModel, table=True):
-    """The last incident number given out in a year.
-
-    Bumped by one UPSERT in the transaction that opens the incident, so the
-    row stays locked until that transaction ends: two hosts opening incidents
-    at once take turns, and a rolled-back transaction gives its number back.
-    """
-
-    __tablename__ = "incident_counter"
-
-    year: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
-    last: int
-
-
-class Node(SQLModel, table=True):
-    """One run of `serve` on this database, and its heartbeat (bot.node)."""
-
-    __tablename__ = "nodes"
-
-    # A new id at each start: a restarted serve, or a second one on the same
-    # machine, is a row of its own, and pids repeat across machines.
-    id: str = Field(primary_key=True, max_length=32)
-    name: str = Field(index=True)
-    pid: int
-    started_at: datetime = _when()
-    last_seen_at: datetime = _when()
-    stopped_at: datetime | None = _when(default=None, nullable=True)

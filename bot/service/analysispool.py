@@ -32,69 +32,35 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import resource
 import signal
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import Any
 
-from bot.config import Config, load_config
+from bot.config import Config
 from bot.errors import AnalysisAborted
 from bot.service.analysis import Analysis, analyze
-from bot.trust import Trust, load_trust
+from bot.service.analysischild import (
+    MIB,
+    Analyse,
+    Stored,
+    _analyse_in_child,
+    _Answer,
+    _Board,
+    _ready,
+    _start_child,
+)
+from bot.service.childexits import _died, _how_ended, _reaped
+
+# Callers import the stored-message type and MIB from here, as before the child had its module.
+__all__ = ["MIB", "AnalysisPool", "PendingAnalysis", "Stored"]
 
 log = logging.getLogger("rootnotify.analysispool")
 
-@dataclass(frozen=True)
-class Stored:
-    """What analysing one stored message needs besides the configuration."""
 
-    inbound_id: int
-    raw: bytes
-    received_at: datetime
-    envelope_from: str | None
-
-
-MIB = 1024 * 1024
 # How long `close` lets a child finish the message it is parsing.
 CLOSE_GRACE_SECONDS = 5.0
-# Looks for a dead child's exit code (see `_reaped`), and the wait in each:
-# up to 5 s, since on a loaded 2-core host 2 s once passed before the pool's
-# own thread had set the code (the death was then told as "ended abruptly").
-REAP_TRIES = 50
-REAP_WAIT_SECONDS = 0.1
-# What a child runs per message: `analyze` (a test injects one that crashes or hangs).
-Analyse = Callable[..., Analysis]
-# One per child process: loaded once by `_start_child`, used for every message.
-_child: tuple[Config, Trust, Analyse] | None = None
-# This child's place on the board: which message it is parsing (0: none).
-_place: tuple[Any, int] | None = None
-# `ru_maxrss` as the child started: its parent's, through fork and exec.
-_inherited_peak = 0
-
-
-class _Board:
-    """Shared memory where each child writes its pid and the message it is on.
-
-    When a child dies or hangs, the message it was on is the culprit: found
-    without parsing the batch again one message at a time (and hanging once
-    more on it).
-    """
-
-    def __init__(self, places: int) -> None:
-        spawn = multiprocessing.get_context("spawn")
-        self.ids = spawn.Array("q", places, lock=False)
-        self.pids = spawn.Array("q", places, lock=False)
-        self.taken = spawn.Value("i", 0)
-
-    def on(self) -> dict[int, int]:
-        """pid → the inbound id that child is parsing, for the children parsing one."""
-        return {self.pids[n]: self.ids[n] for n in range(len(self.ids)) if self.ids[n]}
 
 
 @dataclass(frozen=True)
@@ -125,137 +91,6 @@ class _Children:
                 self.killed.add(process.pid)
                 with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
                     os.kill(process.pid, signal.SIGKILL)
-
-
-def _start_child(config_path: str, analyse: Analyse, board: _Board) -> None:
-    global _child, _place, _inherited_peak
-    _inherited_peak = _peak_rss()
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_exit_with, args=(parent.sentinel,), name="parent-watch",
-                         daemon=True).start()
-    with board.taken.get_lock():
-        place = board.taken.value
-        board.taken.value += 1
-    board.pids[place] = os.getpid()
-    _place = (board.ids, place)
-    config = load_config(Path(config_path))
-    _bound_memory(config.bot.analysis_memory_limit * MIB)
-    _child = (config, load_trust(config), analyse)
-
-
-def _bound_memory(limit: int) -> None:
-    """Cap this process's address space, so a parse that balloons fails with MemoryError."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-
-
-def _rss() -> int:
-    """This process's resident size now, in bytes (Linux /proc; 0 where there is none)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * resource.getpagesize()
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-
-
-def _own_peak_rss() -> int:
-    """This child's own peak size, not the one it was born with.
-
-    Linux carries `ru_maxrss` through fork and exec: a child spawned by a
-    worker of 300 MiB starts with a 300 MiB "peak" while it is a tenth of
-    that, and would be replaced after every batch. Until the child passes
-    what it inherited, its size now is the best we know.
-    """
-    peak = _peak_rss()
-    return peak if peak > _inherited_peak else _rss()
-
-
-def _exit_with(parent_sentinel: int) -> None:
-    """End this process when the worker that started it is gone.
-
-    A ProcessPoolExecutor child holds both ends of its task queue, so a worker
-    killed outright (SIGKILL, OOM) never closes it: without this the child
-    would wait for work for ever, one orphan per crash.
-    """
-    multiprocessing.connection.wait([parent_sentinel])
-    os._exit(0)
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """A child's answer to a batch: each message's result, and how large the child is."""
-
-    pid: int
-    # Analysis; None where analysis raised (the worker runs it again, for its
-    # traceback); a str where the message exhausted the memory bound (never
-    # run in the worker, where it would exhaust the worker).
-    results: list[Analysis | str | None]
-    rss: int  # bytes resident after the batch
-    peak_rss: int  # the child's peak so far
-
-
-def _analyse_in_child(batch: list[Stored]) -> _Answer:
-    """Analyse each message of `batch`, and say how large that left this child."""
-    assert _child is not None and _place is not None, "the pool's initializer did not run"
-    config, trust, analyse = _child
-    ids, place = _place
-    results: list[Analysis | str | None] = []
-    for item in batch:
-        ids[place] = item.inbound_id
-        try:
-            results.append(analyse(item.raw, config, trust, received_at=item.received_at,
-                                   envelope_from=item.envelope_from))
-        except MemoryError:
-            results.append(f"parsing it needed more than the {config.bot.analysis_memory_limit}"
-                           f" MiB an analysis process may use ([bot] analysis_memory_limit)")
-        except Exception:  # recorded by the worker, which runs it again with its traceback
-            results.append(None)
-    ids[place] = 0
-    return _Answer(os.getpid(), results, _rss(), _own_peak_rss())
-
-
-def _reaped(process: multiprocessing.process.BaseProcess | None
-            ) -> multiprocessing.process.BaseProcess | None:
-    """`process`, once its exit code is known (if it has ended).
-
-    The pool's own thread waits for its children too; when both wait at once
-    one of them gets ECHILD and multiprocessing reports no exit code for that
-    call, so one look is not enough.
-    """
-    if process is None:
-        return None
-    for _ in range(REAP_TRIES):
-        process.join(REAP_WAIT_SECONDS)
-        if process.exitcode is not None:
-            break
-    return process
-
-
-def _how_ended(process: multiprocessing.process.BaseProcess | None) -> str | None:
-    """How a child that died of its own ended; None if alive, unknown, or terminated by
-    the pool (SIGTERM: what ProcessPoolExecutor does to the siblings of a dead child)."""
-    code = process.exitcode if process is not None else None
-    if code is None or code == -signal.SIGTERM:
-        return None
-    if code < 0:
-        return f"killed by {signal.Signals(-code).name}"
-    return f"exit status {code}"
-
-
-def _died(how: str) -> str:
-    return f"the process parsing it died ({how})"
-
-
-def _ready() -> int:
-    assert _child is not None, "the pool's initializer did not run"
-    return os.getpid()
 
 
 class PendingAnalysis:

@@ -39,21 +39,19 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from bot.clock import Clock, SystemClock
+from bot.clock import SystemClock
 from bot.config import Config, load_config
 from bot.intake.smtp import reserve_port
 from bot.logs import setup_logging
 from bot.node import (
-    HEARTBEAT_SECONDS,
     NODE_ID_ENV,
-    NodeIdentity,
-    heartbeat,
+    heartbeats,
     register,
     stopped,
     this_node,
 )
 from bot.service.app import Service
-from storage.db import Database, open_database
+from storage.db import open_database
 
 log = logging.getLogger("rootnotify.supervisor")
 
@@ -338,7 +336,7 @@ class Supervisor:
         db = open_database(self.config.storage_url)
         clock = SystemClock()
         await asyncio.to_thread(register, db, node, clock)
-        beating = asyncio.create_task(_heartbeats(db, node, clock))
+        beating = asyncio.create_task(heartbeats(db, node, clock))
         try:
             return await self._serve(loop, done, sock)
         finally:
@@ -385,16 +383,6 @@ class Supervisor:
         for task in tasks:
             task.cancel()
         return 0 if clean else 1
-
-
-async def _heartbeats(db: Database, node: NodeIdentity, clock: Clock) -> None:
-    """Tell the database this node is alive, every HEARTBEAT_SECONDS, until cancelled."""
-    while True:
-        await asyncio.sleep(HEARTBEAT_SECONDS)
-        try:
-            await asyncio.to_thread(heartbeat, db, node, clock)
-        except Exception as exc:  # the database away for a while: try again next beat
-            log.warning("node heartbeat failed: %s", exc)
 
 
 async def serve(config: Config, log_json: bool = False, log_level: int = logging.INFO) -> int:

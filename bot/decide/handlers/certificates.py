@@ -34,7 +34,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -45,6 +45,7 @@ from bot.compose.alerts import alert_staff
 from bot.compose.replies import allow_auto_reply
 from bot.context import Context
 from bot.decide.classify import Classification, classify
+from bot.decide.handlers.listoutcome import ListOutcome
 from bot.decide.handlers.signatures import signature_phrase
 from bot.decide.incident.deadlines import satisfy
 from bot.errors import LimitExceeded
@@ -82,53 +83,6 @@ STAGE_BATCH_ROWS = 10_000
 # Rejected lines kept per list in the event and quoted in the receipt: enough
 # to show the CA what is wrong; the count says how many there were.
 FIRST_REJECTIONS = 10
-
-
-@dataclass
-class ListOutcome:
-    """One attached list: rows read, lines rejected, what was new, whether a limit cut it."""
-
-    source: str
-    rows: int = 0
-    rejected: int = 0
-    first_rejections: list[RejectedLine] = field(default_factory=list)
-    limit: str | None = None
-    seconds: float = 0.0
-    new_certificates: int = 0
-    new_domains: int = 0
-    chunks: int = 0
-    longest_chunk: float = 0.0  # seconds of the longest chunk's write transaction
-
-    def event_data(self) -> dict[str, Any]:
-        return {"file": self.source, "rows": self.rows, "rejected": self.rejected,
-                "new_certificates": self.new_certificates, "new_domains": self.new_domains,
-                "limit": self.limit, "seconds": round(self.seconds, 3), "chunks": self.chunks,
-                "longest_chunk_seconds": round(self.longest_chunk, 3),
-                "first_rejections": _rejections_json(self.first_rejections)}
-
-    def load(self, inbound_id: int, position: int, incident_id: str,
-             complete: bool) -> CertificateListLoad:
-        return CertificateListLoad(
-            inbound_id=inbound_id, position=position, incident_id=incident_id,
-            source=self.source, rows=self.rows, rejected=self.rejected,
-            new_certificates=self.new_certificates, new_domains=self.new_domains,
-            limit=self.limit, first_rejections=json.dumps(_rejections_json(self.first_rejections)),
-            seconds=self.seconds, chunks=self.chunks, longest_chunk=self.longest_chunk,
-            complete=complete)
-
-    @classmethod
-    def from_load(cls, load: CertificateListLoad) -> ListOutcome:
-        rejections = [RejectedLine(r["line"], r["text"], r["reason"], r["source"])
-                      for r in json.loads(load.first_rejections)]
-        return cls(source=load.source, rows=load.rows, rejected=load.rejected,
-                   first_rejections=rejections, limit=load.limit, seconds=load.seconds,
-                   new_certificates=load.new_certificates, new_domains=load.new_domains,
-                   chunks=load.chunks, longest_chunk=load.longest_chunk)
-
-
-def _rejections_json(rejections: list[RejectedLine]) -> list[dict[str, Any]]:
-    return [{"line": r.line, "source": r.source, "reason": r.reason, "text": r.text}
-            for r in rejections]
 
 
 class ListWriter(Protocol):

@@ -28,7 +28,7 @@ What keeps it exactly-once:
   refuses to move anything: after a recreation those UIDs would name other mail.
 
 Memory stays bounded: a fetched batch holds at most `batch_size` messages and
-`BATCH_MAX_BYTES` (bot/intake/imap/poller.py); at most `PIPELINE_BATCHES` fetched
+`BATCH_MAX_BYTES` (bot/intake/imap/batches.py); at most `PIPELINE_BATCHES` fetched
 batches wait for the writer, which takes what is waiting into one transaction;
 one FETCH at most is sent ahead of the one being read.
 A single-batch pass (the usual IDLE wake-up) opens no second connection: its
@@ -42,6 +42,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from imapclient import IMAPClient
@@ -59,7 +60,7 @@ log = logging.getLogger("rootnotify.intake.imap")
 # transaction. With the next FETCH pipelined, the commit (its store and fsync,
 # ~15 ms) became the pass's slowest stage at 2 batches a commit; 4 halves the
 # fsyncs. Memory: at most 4 waiting + 4 being committed + 2 being fetched
-# batches, each at most BATCH_MAX_BYTES (bot/intake/imap/poller.py).
+# batches, each at most BATCH_MAX_BYTES (bot/intake/imap/batches.py).
 PIPELINE_BATCHES = 4
 # UIDs in one MOVE command. Runs of consecutive UIDs are sent as ranges, so
 # this bounds the command line only for scattered UIDs (~7 bytes each, well
@@ -79,6 +80,20 @@ class Fetched:
     asked: list[int]
     uids: list[int]  # those present, in the order of `arrivals`
     arrivals: list[Arrival]
+
+    @classmethod
+    def taking(cls, uids: list[int], early: Bodies, now: datetime) -> Fetched:
+        """The batch `uids` taken out of `early` (bodies read so far, by UID)."""
+        present: list[int] = []
+        arrivals: list[Arrival] = []
+        for uid in uids:
+            item = early.pop(uid, None)
+            if item is None:
+                continue  # expunged meanwhile by another client: not ours to take
+            raw, when = item
+            present.append(uid)
+            arrivals.append(Arrival(raw=raw, channel="imap", received_at=when or now))
+        return cls(asked=uids, uids=present, arrivals=arrivals)
 
 
 def uid_set(uids: list[int]) -> str:

@@ -54,6 +54,7 @@ from sqlmodel import Session
 from bot.clock import Clock, as_utc
 from bot.config import Config
 from bot.errors import ConfigError, RootnotifyError
+from bot.intake.imap.batches import BATCH_MAX_BYTES, cut_batches
 from bot.intake.imap.connection import (
     ImapLoginRefused,
     ImapUnavailable,
@@ -68,17 +69,17 @@ from bot.intake.imap.connection import (
     peer_of,
 )
 from bot.intake.imap.fetch import Bodies, PendingFetch, finish_fetch, start_fetch
+from bot.intake.imap.moves import ensure_folder, move_to, not_yet_moved
 from bot.intake.imap.onepass import MOVE_MAX_UIDS, Fetched, run_pass, uid_set
 from storage.db import Database
 from storage.models import ImapState
-from storage.rawstore import Arrival
 
 log = logging.getLogger("rootnotify.intake.imap")
 
 # What callers use from here (bot/service/app.py, the CLI, the tests) without knowing
 # that the connection lives in its own module.
-__all__ = ["ImapLoginRefused", "ImapPoller", "ImapUnavailable", "LoginCheck", "check_at_start",
-           "check_login", "connect"]
+__all__ = ["BATCH_MAX_BYTES", "ImapLoginRefused", "ImapPoller", "ImapUnavailable", "LoginCheck",
+           "check_at_start", "check_login", "connect"]
 
 # RFC 2177: servers may drop an IDLE after 30 minutes (Dovecot, Exchange: 29),
 # and NAT boxes forget silent connections sooner; renewing every 5 minutes
@@ -90,17 +91,10 @@ IDLE_CHECK_SECONDS = 1.0
 # outage costs one attempt (and one log line) every 5 minutes.
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
-# A batch also stops growing at this many bytes, so 50 large attachments are
-# not held in memory at once; up to 10 batches are in flight in a pass
-# (bot/intake/imap/onepass.py: 4 waiting, 4 being committed, 2 being fetched), so
-# this keeps a backlog of big mail near 40 MiB. A single larger message is
-# fetched alone.
-BATCH_MAX_BYTES = 4 * 1024 * 1024
 # How long `stop` waits for the poller thread before cutting its socket
 # (a command in flight against a silent server would otherwise hold shutdown
 # for up to imapconn.SOCKET_TIMEOUT_SECONDS).
 STOP_GRACE_SECONDS = 3.0
-DELETED = b"\\Deleted"
 
 
 class ImapPoller:
@@ -237,8 +231,8 @@ class ImapPoller:
             self._resume_moves(client, last_uid)
         # "N:*" always matches the highest UID, even below N (RFC 3501 6.4.8).
         uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
-        taken = run_pass(self, client, self._batches(client, uids), uidvalidity, stop) \
-            if uids else 0
+        batches = cut_batches(client, uids, self.cfg.batch_size) if uids else []
+        taken = run_pass(self, client, batches, uidvalidity, stop) if uids else 0
         self._record_success()
         return taken
 
@@ -249,48 +243,13 @@ class ImapPoller:
         every UID up to it that is still in the folder is stored already: it is
         moved without being fetched again.
         """
-        criteria: list[str] = ["UID", f"1:{last_uid}"]
-        if not self._can_move(client) and not client.has_capability("UIDPLUS"):
-            # Copied and flagged, never expunged (see _move_to): not again each pass.
-            criteria += ["NOT", "DELETED"]
-        left = sorted(u for u in client.search(criteria) if u <= last_uid)
+        left = not_yet_moved(client, last_uid, self._can_move(client))
         if left:
             log.info("%s: %d message(s) stored earlier but not moved; moving them now",
                      self.peer, len(left))
             for start in range(0, len(left), MOVE_MAX_UIDS):
                 self._move(client, left[start:start + MOVE_MAX_UIDS])
             self.resumed += len(left)
-
-    def _batches(self, client: IMAPClient, uids: list[int]) -> list[list[int]]:
-        """`uids` cut into batches of `batch_size` and at most BATCH_MAX_BYTES.
-
-        A message of at most BATCH_MAX_BYTES / batch_size octets cannot take a
-        full batch over the cap, so only larger ones need their size: one
-        SEARCH LARGER for the pass (usually finding none) instead of an
-        RFC822.SIZE fetch of every message, which was a round trip and ~12%
-        of intake's time per batch.
-        """
-        size = max(1, self.cfg.batch_size)
-        small = BATCH_MAX_BYTES // size
-        large = set(client.search(["UID", f"{uids[0]}:{uids[-1]}", "LARGER", str(small)]))
-        sizes: dict[int, int] = {}
-        wanted = [u for u in uids if u in large]
-        if wanted:
-            sizes = {uid: int(item.get(b"RFC822.SIZE", small))
-                     for uid, item in client.fetch(wanted, [b"RFC822.SIZE"]).items()}
-        batches: list[list[int]] = []
-        batch: list[int] = []
-        total = 0
-        for uid in uids:
-            octets = sizes.get(uid, small)
-            if batch and (len(batch) >= size or total + octets > BATCH_MAX_BYTES):
-                batches.append(batch)
-                batch, total = [], 0
-            batch.append(uid)
-            total += octets
-        if batch:
-            batches.append(batch)
-        return batches
 
     def _fetch(self, client: IMAPClient, uids: list[int]) -> Fetched:
         """One batch's bodies (never setting \\Seen) and arrival times, in one command."""
@@ -312,17 +271,7 @@ class ImapPoller:
         """
         uids, pending = sent
         early.update(finish_fetch(client, pending))
-        present: list[int] = []
-        arrivals: list[Arrival] = []
-        now = self.clock.now()
-        for uid in uids:
-            item = early.pop(uid, None)
-            if item is None:
-                continue  # expunged meanwhile by another client: not ours to take
-            raw, when = item
-            present.append(uid)
-            arrivals.append(Arrival(raw=raw, channel="imap", received_at=when or now))
-        return Fetched(asked=uids, uids=present, arrivals=arrivals)
+        return Fetched.taking(uids, early, self.clock.now())
 
     def _move(self, client: IMAPClient, uids: list[int]) -> None:
         if self._examined is not None and self._examined[0] is client:
@@ -330,12 +279,12 @@ class ImapPoller:
         target = self.cfg.processed_folder
         use_move = self._can_move(client)
         try:
-            self._move_to(client, uids, target, use_move)
+            move_to(client, uids, target, use_move, self.peer)
         except imaplib.IMAP4.error as exc:
             if "TRYCREATE" not in error_text(exc).upper():
                 raise
             self._ensure_folder(client, target)  # deleted while we were running
-            self._move_to(client, uids, target, use_move)
+            move_to(client, uids, target, use_move, self.peer)
         self.moved += len(uids)
 
     def _select_writable(self, client: IMAPClient, uidvalidity: int) -> None:
@@ -353,33 +302,8 @@ class ImapPoller:
     def _can_move(self, client: IMAPClient) -> bool:
         return client.has_capability("MOVE") if self.use_move is None else self.use_move
 
-    def _move_to(self, client: IMAPClient, uids: list[int], target: str, use_move: bool) -> None:
-        # One UID set, with ranges for consecutive UIDs: a short command line
-        # however large the batch (imapclient would list every UID).
-        which = uid_set(uids)
-        if use_move:
-            client.move(which, target)
-            return
-        client.copy(which, target)
-        client.add_flags(which, [DELETED], silent=True)
-        if client.has_capability("UIDPLUS"):
-            client.uid_expunge(which)
-        else:
-            # Without UID EXPUNGE a plain EXPUNGE would also remove mail that
-            # others flagged \Deleted; the copies are safe, so leave these
-            # flagged (last_uid keeps us from taking them again).
-            log.warning("%s: no UIDPLUS; %d message(s) copied and flagged \\Deleted, "
-                        "not expunged", self.peer, len(uids))
-
     def _ensure_folder(self, client: IMAPClient, folder: str) -> None:
-        if client.folder_exists(folder):
-            return
-        try:
-            client.create_folder(folder)
-            log.info("%s: created folder %r", self.peer, folder)
-        except imaplib.IMAP4.error as exc:
-            if "ALREADYEXISTS" not in error_text(exc).upper():
-                raise
+        ensure_folder(client, folder, self.peer)
 
     # -- state -----------------------------------------------------------------
 
@@ -473,5 +397,3 @@ class ImapPoller:
         self._alerted = True
         log.error("%s: no successful poll for %d s; staff alerted", self.peer,
                   int((self.clock.now() - since).total_seconds()))
-
-

@@ -11,8 +11,22 @@ import binascii
 import csv
 import re
 from collections.abc import Iterator
-from urllib.parse import parse_qs, urlsplit
 
+from bot.parse.certlists.cells import (
+    _DOMAIN_PUNCT_RE,
+    _DOMAIN_RE,
+    _DOMAIN_SPLIT_RE,
+    _HEX_RE,
+    _MAX_CRTSH_DIGITS,
+    _SERIAL_SEPARATORS,
+    MAX_SERIAL_HEX_DIGITS,
+    _crtsh,
+    _decimal_serial,
+    _domains,
+    _hex_serial,
+    _looks_like_hex,
+    _sha256,
+)
 from bot.parse.certlists.der import (
     _PEM_BEGIN_RE,
     _CertReader,
@@ -28,23 +42,6 @@ from bot.parse.certlists.records import (
     _clip,
     _show,
 )
-
-# RFC 5280 caps serials at 20 octets; some non-conforming CAs used 21+.
-# Beyond 32 octets it is not a serial anyone issued (a fingerprint, more likely).
-MAX_SERIAL_HEX_DIGITS = 64
-MAX_DECIMAL_SERIAL_DIGITS = 78  # 2**256 has 78 decimal digits
-
-_HEX_RE = re.compile(r"[0-9a-fA-F]+")
-_SERIAL_SEPARATORS = str.maketrans("", "", ": \t")
-_DOMAIN_RE = re.compile(
-    r"(?:\*\.)?(?:[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?\.)+[a-z0-9-]*[a-z][a-z0-9-]*\.?"
-)
-_DOMAIN_SPLIT_RE = re.compile(r"[\s,;|\[\]{}\"']+")
-# The separators of _DOMAIN_SPLIT_RE other than white space: without them a
-# cell splits with str.split(), which splits on the same white space (both
-# use Python's str.isspace) three times faster than the regex.
-_DOMAIN_PUNCT_RE = re.compile(r"[,;|\[\]{}\"']")
-
 
 # Column names, compared in lower case without spaces, punctuation or underscores.
 _SERIAL_HEX, _SERIAL_DEC, _ISSUER, _SUBJECT, _SHA256, _CRTSH, _DOMAINS, _PEM = range(8)
@@ -82,76 +79,9 @@ def _column_kind(cell: str) -> int | None:
     return _COLUMNS.get(_NORMALISE_RE.sub("", cell.strip().strip('"').lower()).replace("_", ""))
 
 
-def _hex_serial(value: str) -> str:
-    """Canonical serial from hex with optional 0x, colons and spaces; ValueError(reason) if not."""
-    if len(value) <= MAX_SERIAL_HEX_DIGITS and _HEX_RE.fullmatch(value):
-        return value.lstrip("0").lower() or "0"  # the common case, four times faster
-    s = value.strip()
-    if s[:2] in ("0x", "0X"):
-        s = s[2:]
-    s = s.translate(_SERIAL_SEPARATORS)
-    if not s:
-        raise ValueError(f"serial {_show(value)} is empty")
-    if not _HEX_RE.fullmatch(s):
-        raise ValueError(f"serial {_show(value)} is not hexadecimal")
-    s = s.lstrip("0").lower() or "0"
-    if len(s) > MAX_SERIAL_HEX_DIGITS:
-        raise ValueError(f"serial {_show(value)} has more than {MAX_SERIAL_HEX_DIGITS} hex digits")
-    return s
-
-
-def _decimal_serial(value: str) -> str:
-    s = value.strip()
-    if not s.isascii() or not s.isdigit():
-        raise ValueError(f"decimal serial {_show(value)} is not a decimal number")
-    if len(s) > MAX_DECIMAL_SERIAL_DIGITS:
-        raise ValueError(f"decimal serial {_show(value)} is too long")
-    return format(int(s), "x")
-
-
-def _sha256(value: str) -> str:
-    s = value.strip().translate(_SERIAL_SEPARATORS).lower()
-    if s.startswith("sha256:"):
-        s = s[7:]
-    if len(s) != 64 or not _HEX_RE.fullmatch(s):
-        raise ValueError(f"fingerprint {_show(value)} is not 64 hexadecimal digits (SHA-256)")
-    return s
-
-
-def _crtsh(value: str) -> tuple[int | None, str | None]:
-    """(crt.sh id, sha256) from a bare id or a crt.sh URL."""
-    if value.isascii() and value.isdigit() and len(value) <= 19:
-        return int(value), None
-    s = value.strip()
-    if s.isascii() and s.isdigit() and len(s) <= 19:
-        return int(s), None
-    if s.lower().startswith(("https://crt.sh", "http://crt.sh", "crt.sh/")):
-        query = parse_qs(urlsplit(s if "://" in s else "https://" + s).query)
-        for key, found in query.items():
-            key = key.lower()
-            if key == "id" and found and found[0].isdigit() and len(found[0]) <= 19:
-                return int(found[0]), None
-            if key in ("sha256", "q") and found:
-                try:
-                    return None, _sha256(found[0])
-                except ValueError:
-                    pass
-    raise ValueError(
-        f"crt.sh reference {_show(value)} is neither an id nor a crt.sh URL with id= or sha256="
-    )
-
-
-def _domains(value: str) -> list[str]:
-    low = value.lower()
-    if _DOMAIN_PUNCT_RE.search(low) is None:
-        return low.split()
-    return [d for d in _DOMAIN_SPLIT_RE.split(low) if d]
-
-
 # Column kinds the fast path reads; a list with a PEM or decimal-serial column,
 # or with a kind named twice, takes the general path for every row.
 _FAST_KINDS = (_SERIAL_HEX, _ISSUER, _SUBJECT, _SHA256, _CRTSH, _DOMAINS)
-_MAX_CRTSH_DIGITS = 19  # a signed 64-bit id, as _crtsh accepts
 
 
 def _fast_columns(columns: list[int | None]) -> tuple[int, ...] | None:
@@ -223,39 +153,13 @@ class _RowParser:
                 self.source)
 
     def _parse(self, row: list[str], line: int, delimiter: str) -> Item:
-        serial = issuer = subject = sha256 = None
-        crtsh_id: int | None = None
-        pem: str | None = None
         dns: list[str] = []
         try:
-            plan = self.plan
-            if plan is not None:
-                width = len(row)
-                for i, kind in plan:
-                    if i >= width:
-                        break
-                    value = row[i]
-                    if not value or value.isspace():
-                        continue
-                    if kind == _SERIAL_HEX:
-                        serial = _hex_serial(value)
-                    elif kind == _ISSUER:
-                        issuer = value.strip()
-                    elif kind == _DOMAINS:
-                        dns.extend(_domains(value))
-                    elif kind == _SHA256:
-                        sha256 = _sha256(value)
-                    elif kind == _CRTSH:
-                        crtsh_id, from_url = _crtsh(value)
-                        sha256 = sha256 or from_url
-                    elif kind == _SERIAL_DEC:
-                        serial = _decimal_serial(value)
-                    elif kind == _SUBJECT:
-                        subject = value.strip()
-                    elif kind == _PEM:
-                        pem = value
+            if self.plan is not None:
+                serial, issuer, subject, sha256, crtsh_id, pem = self._planned(row, dns)
             else:
                 serial, issuer, sha256, crtsh_id, pem = self._sniff(row, dns)
+                subject = None
         except ValueError as exc:
             return RejectedLine(line, _clip(delimiter.join(row)), str(exc), self.source)
         if pem is not None:
@@ -285,6 +189,39 @@ class _RowParser:
             line,
             self.source,
         )
+
+    def _planned(
+        self, row: list[str], dns: list[str]
+    ) -> tuple[str | None, str | None, str | None, str | None, int | None, str | None]:
+        """The cells read as the header's plan says; domains go into `dns`."""
+        serial = issuer = subject = sha256 = None
+        crtsh_id: int | None = None
+        pem: str | None = None
+        width = len(row)
+        for i, kind in self.plan or ():
+            if i >= width:
+                break
+            value = row[i]
+            if not value or value.isspace():
+                continue
+            if kind == _SERIAL_HEX:
+                serial = _hex_serial(value)
+            elif kind == _ISSUER:
+                issuer = value.strip()
+            elif kind == _DOMAINS:
+                dns.extend(_domains(value))
+            elif kind == _SHA256:
+                sha256 = _sha256(value)
+            elif kind == _CRTSH:
+                crtsh_id, from_url = _crtsh(value)
+                sha256 = sha256 or from_url
+            elif kind == _SERIAL_DEC:
+                serial = _decimal_serial(value)
+            elif kind == _SUBJECT:
+                subject = value.strip()
+            elif kind == _PEM:
+                pem = value
+        return serial, issuer, subject, sha256, crtsh_id, pem
 
     def _from_pem(self, pem: str, line: int, crtsh_id: int | None) -> Item:
         match = _PEM_BEGIN_RE.search(pem)
@@ -340,12 +277,6 @@ class _RowParser:
                 f"{_show(unknown[0])} is not a serial, SHA-256 fingerprint or crt.sh URL"
             )
         return serial, issuer, sha256, crtsh_id, pem
-
-
-def _looks_like_hex(cell: str) -> bool:
-    s = cell[2:] if cell[:2] in ("0x", "0X") else cell
-    s = s.translate(_SERIAL_SEPARATORS)
-    return bool(s) and _HEX_RE.fullmatch(s) is not None
 
 
 def _with_domains(item: CertRecord, extra: list[str]) -> CertRecord:

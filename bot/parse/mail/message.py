@@ -11,252 +11,41 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
-import io
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
-from email.header import decode_header, make_header
+from dataclasses import fields, replace
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
-from functools import partial
 from typing import Any
 
 import mailparser
 
+from bot.parse.mail.headers import (
+    MAX_ADDRESS_HEADER,
+    _addresses,
+    _display_name,
+    decode_header_value,
+    message_ids,
+    parse_addresses,
+    parse_date,
+)
 from bot.parse.mail.largeparts import LiftedParts, lift
 from bot.parse.mail.limits import DEFAULT_LIMITS, MessageLimits
+from bot.parse.mail.parsed import STREAM_BUFFER_BYTES, Attachment, ParsedMessage
+
+# Callers import the parsed types and the header helpers from here, as before the split.
+__all__ = [
+    "MAX_ADDRESS_HEADER", "STREAM_BUFFER_BYTES", "Attachment", "ParsedMessage",
+    "decode_header_value", "message_ids", "parse_addresses", "parse_date", "parse_message",
+    "without_nul",
+]
 
 log = logging.getLogger("rootnotify.parse")
 
-_MSGID_RE = re.compile(r"<[^<>\s]+>")
-# An address header longer than this is hostile or broken; real ones with
-# hundreds of recipients stay well under it.
-MAX_ADDRESS_HEADER = 16_384
-
-# Read-ahead of an attachment's stream: what the list parser peeks at to sniff
-# the format (bot.parse.mail.archives.CHUNK).
-STREAM_BUFFER_BYTES = 1 << 16
 
 # mail-parser logs every content type it does not flatten; that is not news.
 logging.getLogger("mailparser").setLevel(logging.ERROR)
-
-
-class Attachment:
-    """One attached file: name, MIME type and bytes.
-
-    `data` may be decoded on first use (`loader`) and is then kept: a large
-    attachment lifted out before parsing (bot.parse.mail.largeparts) is decoded
-    once, when someone reads it, not while the message is parsed.
-    """
-
-    __slots__ = ("_data", "_loader", "_parts", "content_type", "filename")
-
-    def __init__(self, filename: str, content_type: str, data: bytes | None = None, *,
-                 loader: Callable[[], bytes] | None = None,
-                 lifted: tuple[LiftedParts, int] | None = None) -> None:
-        if data is None and loader is None and lifted is None:
-            raise TypeError("an Attachment needs data, a loader or a lifted part")
-        self.filename = filename
-        self.content_type = content_type
-        self._data = data
-        self._parts = lifted  # read from the raw message without decoding it whole
-        if loader is None and lifted is not None:
-            loader = partial(lifted[0].decode, lifted[1])
-        self._loader = loader
-
-    def open(self) -> io.BufferedReader:
-        """The bytes as a stream; a lifted part is decoded as it is read, never held whole."""
-        if self._data is None and self._parts is not None:
-            parts, index = self._parts
-            return io.BufferedReader(parts.open(index), buffer_size=STREAM_BUFFER_BYTES)
-        return io.BufferedReader(io.BytesIO(self.data),  # type: ignore[arg-type]
-                                 buffer_size=STREAM_BUFFER_BYTES)
-
-    def head(self, size: int) -> bytes:
-        """The first `size` bytes (fewer if it is shorter)."""
-        if self._data is None and self._parts is not None:
-            with self.open() as stream:
-                return stream.read(size)
-        return self.data[:size]
-
-    @property
-    def size(self) -> int:
-        if self._data is None and self._parts is not None:
-            parts, index = self._parts
-            return parts.size(index)
-        return len(self.data)
-
-    @property
-    def data(self) -> bytes:
-        if self._data is None:
-            assert self._loader is not None
-            self._data = self._loader()
-            self._loader = self._parts = None
-        return self._data
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # Pickled (bot.service.analysispool) with its bytes: a loader does not travel.
-        return (Attachment, (self.filename, self.content_type, self.data))
-
-    @property
-    def extension(self) -> str:
-        name = self.filename.lower()
-        return name.rsplit(".", 1)[-1] if "." in name else ""
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Attachment):
-            return NotImplemented
-        return (self.filename, self.content_type, self.data) == (
-            other.filename, other.content_type, other.data)
-
-    def __hash__(self) -> int:
-        return hash((self.filename, self.content_type, self.data))
-
-    def __repr__(self) -> str:
-        size = "not decoded yet" if self._data is None else f"{len(self._data)} bytes"
-        return f"Attachment({self.filename!r}, {self.content_type!r}, {size})"
-
-
-@dataclass
-class ParsedMessage:
-    message_id: str | None
-    from_address: str | None
-    from_display: str
-    to: list[str]
-    cc: list[str]
-    reply_to: list[str]
-    subject: str
-    date: datetime | None
-    in_reply_to: list[str]
-    references: list[str]
-    headers: list[tuple[str, str]]
-    text_plain: str
-    text_html: str
-    attachments: list[Attachment] = field(default_factory=list)
-    defects: list[str] = field(default_factory=list)
-    # Limits passed (bot.parse.mail.limits), one sentence each saying what was not read.
-    limits_exceeded: list[str] = field(default_factory=list)
-    # Every address of the From field (RFC 5322 3.6.2 allows several, then a
-    # Sender must say who sent it) and the Sender field's address.
-    from_addresses: list[str] = field(default_factory=list)
-    sender_address: str | None = None
-
-    def header(self, name: str) -> str | None:
-        """The first value of header `name` (case-insensitive), decoded."""
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value
-        return None
-
-    def header_all(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [value for key, value in self.headers if key.lower() == wanted]
-
-    @property
-    def thread_ids(self) -> list[str]:
-        """Message-IDs this message answers, nearest first (In-Reply-To, then References)."""
-        seen: list[str] = []
-        for mid in [*self.in_reply_to, *reversed(self.references)]:
-            if mid not in seen:
-                seen.append(mid)
-        return seen
-
-
-def decode_header_value(value: str | None) -> str:
-    """An RFC 2047 encoded header value as text; undecodable parts kept as they are."""
-    if value is None:
-        return ""
-    value = str(value)
-    try:
-        text = str(make_header(decode_header(value)))
-    except (UnicodeError, LookupError, ValueError, binascii.Error, RecursionError):
-        text = value
-    # Unfold: continuation lines are one logical line (RFC 5322 2.2.3).
-    return re.sub(r"\r?\n[ \t]+", " ", text).strip()
-
-
-def parse_addresses(value: str | None) -> list[str]:
-    """The addr-specs in an address header, lower-cased, invalid ones dropped."""
-    if not value:
-        return []
-    if len(value) > MAX_ADDRESS_HEADER:
-        value = value[:MAX_ADDRESS_HEADER]
-    out = []
-    try:
-        pairs = email.utils.getaddresses([value])
-    except (RecursionError, ValueError, IndexError):
-        # The stdlib address parser recurses on nested comments; a header
-        # built to exhaust it yields no address rather than a crash.
-        return []
-    for _name, addr in pairs:
-        addr = addr.strip().lower()
-        if addr and "@" in addr and " " not in addr and "<" not in addr:
-            out.append(addr)
-    return out
-
-
-_ENCODED_WORD = re.compile(r"=\?[^?\s]{1,64}\?[bBqQ]\?[^?\s]*\?=")
-
-
-def _neutral(value: str) -> tuple[str, list[str]]:
-    """`value` with each RFC 2047 encoded word replaced by a placeholder, and the words."""
-    words: list[str] = []
-
-    def keep(match: re.Match[str]) -> str:
-        words.append(match.group(0))
-        return f"rnencoded{len(words) - 1}x"
-
-    text = _ENCODED_WORD.sub(keep, value.replace("\r", " ").replace("\n", " "))
-    return text, words
-
-
-def _addresses(value: str | None) -> list[str]:
-    """The addresses of a header, read before RFC 2047 decoding.
-
-    An encoded word may only carry a display name (RFC 2047 5): decoding first
-    would let `=?utf-8?q?Eve=0D=0ABcc:_x@evil.test?= <a@b.c>` put x@evil.test
-    first. The decoded value is read only when the raw one names no address.
-    """
-    if not value:
-        return []
-    text, _words = _neutral(value)
-    found = [a for a in parse_addresses(text) if "rnencoded" not in a]
-    return found or parse_addresses(decode_header_value(value))
-
-
-def _display_name(value: str | None) -> str:
-    if not value:
-        return ""
-    text, words = _neutral(value)
-    name = email.utils.parseaddr(text)[0]
-    name = re.sub(r"rnencoded(\d+)x", lambda m: words[int(m.group(1))], name)
-    return decode_header_value(name) if name else ""
-
-
-def message_ids(value: str | None) -> list[str]:
-    if not value:
-        return []
-    return _MSGID_RE.findall(value)
-
-
-def parse_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(str(value))
-    except (TypeError, ValueError, IndexError, AttributeError, OverflowError):
-        return None
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None:
-        # RFC 5322 "-0000": no zone information; take it as UTC.
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _headers_of(msg: Message) -> list[tuple[str, str]]:
