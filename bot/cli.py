@@ -191,9 +191,11 @@ def tick(now: Annotated[str | None, typer.Option("--now", metavar="ISO8601",
     pipeline = process_pending(ctx)
     scheduled = run_scheduler(ctx)
     delivered = deliver_due(ctx, transport_for(ctx.config))
+    actions = ("running on another host" if scheduled.elsewhere
+               else f"{sum(scheduled.done.values())} action(s)")
     console.print(
         f"tick at {iso(ctx.clock.now())}: {pipeline.processed} message(s) processed; "
-        f"scheduler {sum(scheduled.done.values())} action(s); "
+        f"scheduler {actions}; "
         f"{delivered.sent} sent, {delivered.retried} deferred, {delivered.failed} failed",
         markup=False)
     if scheduled.errors:

@@ -229,6 +229,11 @@ class OutboundMessage(SQLModel, table=True):
     created_at: datetime = _when()
     sent_at: datetime | None = _when(default=None, nullable=True)
     inbound_id: int | None = Field(default=None, foreign_key="inbound_message.id")
+    # The sender delivering it now (bot/outbox/owner.py) and until when its
+    # claim holds: another host takes the mail over only after `lease_until`,
+    # and a sender records an outcome only while `claimed_by` is still its own.
+    claimed_by: str | None = None
+    lease_until: datetime | None = _when(default=None, nullable=True)
 
 
 class Certificate(SQLModel, table=True):

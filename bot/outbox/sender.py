@@ -1,10 +1,14 @@
 """Deliver queued mail: claim due rows, hand them to the relay (or a maildir), mark them.
 
 At least once: a row is claimed by pushing its next attempt into the future
-(a lease) in one short transaction, sent outside any transaction, then marked
-sent. A worker that dies after sending and before marking sends again when the
-lease runs out, with the same Message-ID, so the recipient can discard it.
-Two senders (`serve` and `tick`) never claim the same row at once.
+(a lease, held by `lease_owner()`) in one short transaction, sent outside any
+transaction, then marked sent. A sender that dies mid-delivery, or after
+sending and before marking, leaves the mail to whoever claims it once the
+lease has run out (another host on the same PostgreSQL, or itself restarted),
+sent with the same Message-ID, fixed when it was queued, so the recipient can
+discard a second copy. Two senders (`serve` and `tick`, or two hosts) never
+claim the same row at once, and one records an outcome only for a row whose
+claim is still its own.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from bot.config import Config
 from bot.context import Context
 from bot.errors import PermanentDeliveryError, TemporaryDeliveryError
 from bot.logs import note_events
+from bot.outbox.owner import lease_owner
 from bot.outbox.verdict import mail_status
 from storage.models import (
     OUT_FAILED,
@@ -37,10 +42,13 @@ from storage.models import (
 
 log = logging.getLogger("rootnotify.outbox.sender")
 
-# A claimed mail is not claimed again for this long; longer than any SMTP
-# transaction with the relay should take (smtplib's timeout below).
-CLAIM_LEASE = timedelta(minutes=5)
 RELAY_TIMEOUT_SECONDS = 60
+# A claimed mail is not claimed again for this long: a little over smtplib's
+# timeout, so that a host that died mid-delivery has its mail sent by another
+# within a minute and a half. A mail is only handed to the relay while at
+# least RELAY_TIMEOUT_SECONDS of its lease are left (a slow relay leaves the
+# rest of a batch to the next claim instead of racing another host's).
+CLAIM_LEASE = timedelta(seconds=RELAY_TIMEOUT_SECONDS + 30)
 # Backoff after a temporary failure: 1 min, doubling, at most 1 h; after
 # MAX_ATTEMPTS (about two days of trying) the mail is failed and staff told.
 FIRST_RETRY = timedelta(minutes=1)
@@ -183,18 +191,25 @@ def _claim(session: Session, ctx: Context, limit: int) -> list[int]:
 
     One UPDATE ... RETURNING on the connection: the claim is what other
     writers wait for (the pipeline takes turns with it at the lock), so it
-    neither loads the mails' bytes nor goes through the ORM.
+    neither loads the mails' bytes nor goes through the ORM. On PostgreSQL
+    another host may claim at the same moment: the due rows are locked with
+    SKIP LOCKED, so each takes rows the other has not (without it both
+    UPDATEs took the same rows, the second after waiting for the first). On
+    SQLite the write lock already lets one claimer in at a time.
     """
     now = ctx.clock.now()
+    lease_end = now + CLAIM_LEASE
     table = OutboundMessage.__table__
     due = (select(table.c.id)
            .where(table.c.status == OUT_QUEUED, table.c.next_attempt_at <= now)
            .order_by(table.c.next_attempt_at, table.c.id)
-           .limit(limit)
-           .scalar_subquery())
+           .limit(limit))
+    if session.connection().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
     claimed = session.connection().execute(
-        update(table).where(table.c.id.in_(due))
-        .values(attempts=table.c.attempts + 1, next_attempt_at=now + CLAIM_LEASE)
+        update(table).where(table.c.id.in_(due.scalar_subquery()))
+        .values(attempts=table.c.attempts + 1, next_attempt_at=lease_end,
+                claimed_by=lease_owner(), lease_until=lease_end)
         .returning(table.c.id))
     return [row_id for (row_id,) in claimed]
 
@@ -229,7 +244,7 @@ def deliver_due(ctx: Context, transport: Transport) -> DeliveryReport:
             rows = _load(ctx, claimed)
             if not rows:
                 break
-            _send_all(transport, rows, outcomes)
+            _send_all(ctx, transport, rows, outcomes)
     finally:
         close = getattr(transport, "close", None)
         if close is not None:
@@ -240,9 +255,15 @@ def deliver_due(ctx: Context, transport: Transport) -> DeliveryReport:
     return report
 
 
-def _send_all(transport: Transport, rows: list[OutboundMessage],
+def _send_all(ctx: Context, transport: Transport, rows: list[OutboundMessage],
               outcomes: list[Outcome]) -> None:
     for row in rows:
+        if not _lease_left(ctx, row):
+            # Another host may claim it before this send would end: it is
+            # theirs (or ours again) at the next claim, not sent twice now.
+            log.warning("%s not sent: its lease runs out within the relay's timeout",
+                        row.message_id)
+            continue
         try:
             refused = transport.send(row.envelope_from, _attempted(row), row.data)
         except PermanentDeliveryError as exc:
@@ -255,6 +276,15 @@ def _send_all(transport: Transport, rows: list[OutboundMessage],
                 outcomes.append(Outcome(row, OUT_QUEUED, str(exc)))
         else:
             outcomes.append(Outcome(row, OUT_SENT, refused=refused or None))
+
+
+def _lease_left(ctx: Context, row: OutboundMessage) -> bool:
+    """Whether this sender's claim on `row` lasts through one relay transaction."""
+    from bot.clock import as_utc
+
+    if row.lease_until is None:
+        return False
+    return as_utc(row.lease_until) - ctx.clock.now() >= timedelta(seconds=RELAY_TIMEOUT_SECONDS)
 
 
 def _attempted(row: OutboundMessage) -> list[str]:
@@ -270,12 +300,18 @@ def _record(session: Session, ctx: Context, outcomes: list[Outcome],
     others = [o for o in outcomes if not o.plain]
     if not others:
         return
+    # Locked (on PostgreSQL) from this check to the commit: a host that has
+    # taken a mail over since its lease ran out owns its outcome, not this one.
     current = {row.id: row for row in session.exec(select(OutboundMessage).where(
-        col(OutboundMessage.id).in_([o.row.id for o in others])))}
+        col(OutboundMessage.id).in_([o.row.id for o in others]),
+        col(OutboundMessage.claimed_by) == lease_owner()).with_for_update())}
     for outcome in others:
         fresh = current.get(outcome.row.id)
         if fresh is None:
+            _lost(outcome.row)
             continue
+        fresh.claimed_by = None
+        fresh.lease_until = None
         if outcome.status == OUT_FAILED:
             mark_failed(session, ctx, fresh, outcome.error or "", _attempted(outcome.row))
             report.failed += 1
@@ -307,10 +343,16 @@ def _mark_sent(session: Session, ctx: Context, rows: list[OutboundMessage]) -> i
     connection = session.connection()
     marked = connection.execute(
         update(table)
-        .where(table.c.id.in_([row.id for row in rows]), table.c.status != OUT_FAILED)
-        .values(status=OUT_SENT, sent_at=now, last_error=None)
+        .where(table.c.id.in_([row.id for row in rows]), table.c.status != OUT_FAILED,
+               table.c.claimed_by == lease_owner())
+        .values(status=OUT_SENT, sent_at=now, last_error=None, claimed_by=None,
+                lease_until=None)
         .returning(table.c.id, table.c.incident_id, table.c.kind, table.c.message_id,
                    table.c.recipients)).all()
+    mine = {row_id for row_id, *_ in marked}
+    for row in rows:
+        if row.id not in mine:
+            _lost(row)
     events = [{"incident_id": incident_id, "at": now, "kind": f"mail-sent:{kind}",
                "summary": f"{kind} {message_id} sent to {recipients}", "outbound_id": row_id,
                "rule": None, "inbound_id": None, "command": None, "data": None}
@@ -322,6 +364,12 @@ def _mark_sent(session: Session, ctx: Context, rows: list[OutboundMessage]) -> i
         log.info("sent %s %s for %s to %s", kind, message_id, incident_id or "-", recipients,
                  extra={"incident": incident_id, "outbound": row_id, "message_id": message_id})
     return len(marked)
+
+
+def _lost(row: OutboundMessage) -> None:
+    log.warning("outcome of %s not recorded: another sender holds its claim now (or a bounce "
+                "failed it meanwhile)", row.message_id,
+                extra={"outbound": row.id, "message_id": row.message_id})
 
 
 def _mark_retry(session: Session, ctx: Context, row: OutboundMessage, error: str) -> None:

@@ -3,7 +3,8 @@
 Each job takes the context and "now" and does its work in its own
 transactions; jobs are listed in `JOBS` in the order they run. A job must be
 idempotent: two schedulers at the same time, or one run twice, send nothing
-twice (the unique keys in `storage.models` are what guarantee it).
+twice (the unique keys in `storage.models` are what guarantee it). On
+PostgreSQL one host at a time runs them (storage.leader) all the same.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from bot.context import Context
 from bot.decide.incident.cadence import apply_defaults
 from bot.decide.incident.reminders import remind_due
 from bot.decide.staff.digest import send_digest
+from storage.leader import scheduler_turn
 from storage.models import Meta
 
 log = logging.getLogger("rootnotify.scheduler")
@@ -37,9 +39,18 @@ JOBS: dict[str, Job] = {
 class SchedulerReport:
     done: dict[str, int] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    elsewhere: bool = False  # another host held the scheduler's lock: nothing was run
 
 
 def run_scheduler(ctx: Context) -> SchedulerReport:
+    with scheduler_turn(ctx.db) as mine:
+        if not mine:
+            log.info("scheduler not run: another host is running it")
+            return SchedulerReport(elsewhere=True)
+        return _run_jobs(ctx)
+
+
+def _run_jobs(ctx: Context) -> SchedulerReport:
     now = ctx.clock.now()
     report = SchedulerReport()
     for name, job in JOBS.items():
