@@ -24,6 +24,7 @@ from typing import Any
 from sqlmodel import Session, col, select, update
 
 from bot.clock import Clock, as_utc, iso
+from storage.claims import outgoing_claimed_by
 from storage.db import Database
 from storage.models import Node
 
@@ -38,7 +39,7 @@ STALE_AFTER = timedelta(seconds=HEARTBEAT_SECONDS * 3)
 # the node with this id holds. Policy as data: a new kind of claim (the
 # outbox's lease) adds its count here.
 ClaimCount = Callable[[Session, str], int]
-WORK_CLAIMS: dict[str, ClaimCount] = {}
+WORK_CLAIMS: dict[str, ClaimCount] = {"outgoing mail(s)": outgoing_claimed_by}
 # `serve` puts its node's id here before it starts its children, so that the
 # worker and the sender (other processes) claim work in its name.
 NODE_ID_ENV = "ROOTNOTIFY_NODE_ID"

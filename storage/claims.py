@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 
-from storage.models import InboundMessage
+from storage.models import OUT_QUEUED, InboundMessage, OutboundMessage
 
 
 def claim_messages(session: Session, ids: Sequence[int]) -> dict[int, InboundMessage]:
@@ -24,3 +24,11 @@ def claim_messages(session: Session, ids: Sequence[int]) -> dict[int, InboundMes
         query = query.with_for_update(skip_locked=True)
     return {row.id: row for row in session.exec(query)  # type: ignore[misc]
             if row.id is not None}
+
+
+def outgoing_claimed_by(session: Session, node_id: str) -> int:
+    """Queued mails a sender of this node holds the lease of (owner ids begin with the node id)."""
+    rows = session.exec(select(OutboundMessage.id).where(
+        col(OutboundMessage.status) == OUT_QUEUED,
+        col(OutboundMessage.claimed_by).startswith(f"{node_id}:")))
+    return len(rows.all())

@@ -9,7 +9,8 @@ MAX_LINES = 400
 
 # Each entry says why the file may be longer, and is removed once it is not.
 EXEMPT: dict[str, str] = {
-    "storage/queries.py": "branch i18b splits it into storage/queries/ with the SQL it gathers",
+    "storage/queries.py": "to be split into storage/queries/ with the SQL still in bot/ (issue 18)",
+    "bot/outbox/sender.py": "the outbox lease (issue 20) grew it; its claim SQL moves to storage/",
 }
 # A migration is history: it stays as it was generated and applied.
 HISTORY = "storage/migrations/versions/"

@@ -143,7 +143,7 @@ def test_a_host_killed_in_the_relays_data_has_its_mail_sent_by_the_other_once_wi
     [held] = [r for r in rows if r.message_id == hung.message["Message-ID"]]
     # Claimed by A's sender process, under a lease a little over the relay's timeout.
     assert held.status == OUT_QUEUED and held.attempts == 1
-    assert (held.claimed_by or "").split(":")[1] == str(log.pids["sender"])
+    assert (held.claimed_by or "").split(":")[2] == str(log.pids["sender"])  # node id:host:pid
     lease_end = as_utc(held.lease_until)  # type: ignore[arg-type]
     claimed = [r for r in rows if r.claimed_by == held.claimed_by]
 
@@ -171,7 +171,8 @@ def test_a_host_killed_in_the_relays_data_has_its_mail_sent_by_the_other_once_wi
 # database within milliseconds of each other, not an import apart.
 TICK_WHEN_TOLD = """
 import sys
-import bot.outbox.sender, bot.service.pipeline, bot.service.scheduler, bot.decide.incident.reminders  # noqa
+import bot.outbox.sender, bot.service.pipeline  # noqa
+import bot.service.scheduler, bot.decide.incident.reminders  # noqa
 from bot.cli import app
 from bot.config import load_config
 from storage.db import open_database
