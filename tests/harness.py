@@ -176,7 +176,7 @@ def write_config(tmp_path: Path, *, smtp_port: int, relay_port: int, ruleset: st
                  staff_auth: str = "none", extra: str = "", timezone: str = "UTC",
                  outgoing_mode: str = "smtp", imap: str = "",
                  storage_url: str = "sqlite:///var/rootnotify.db",
-                 staff: Sequence[str] = (STAFF,)) -> Path:
+                 staff: Sequence[str] = (STAFF,), max_message_size: int = 1048576) -> Path:
     """The test configuration; `imap` is the body of an [imap] table (empty: none)."""
     staff_list = ", ".join(f'"{address}"' for address in staff)
     path = tmp_path / "config.toml"
@@ -194,7 +194,7 @@ url = "{storage_url}"
 [smtp]
 host = "127.0.0.1"
 port = {smtp_port}
-max_message_size = 1048576
+max_message_size = {max_message_size}
 
 [outgoing]
 mode = "{outgoing_mode}"

@@ -27,6 +27,7 @@ from bot.clock import FixedClock
 from bot.config import load_config
 from bot.context import Context, make_context
 from bot.errors import AnalysisAborted
+from bot.parse.mail.largeparts import LIFT_MIN_BYTES
 from bot.service import analysispool
 from bot.service.analysispool import AnalysisPool, Stored
 from bot.service.pipeline import MAX_ABORTED_ATTEMPTS, TRANSACTION_BATCH, process_pending
@@ -463,3 +464,26 @@ def test_children_of_a_large_worker_are_not_replaced_for_the_size_they_were_born
     finally:
         pool.close()
         del ballast
+
+
+def test_a_large_list_comes_back_from_the_child_as_spans_of_the_workers_own_bytes(tmp_path):
+    """A list lifted out of the mail is not pickled back decoded (an 86 MB list was three
+    copies of itself): the worker reads it from its own raw bytes, and reads it whole."""
+    from tests.test_certificate_lists_e2e import list_mail
+
+    # Under the tests' 1 MiB limit the mail would be cut, and a cut copy parsed.
+    config = load_config(write_config(tmp_path, smtp_port=1, relay_port=1,
+                                      outgoing_mode="maildir", max_message_size=8 << 20))
+    rows = "".join(f"{n:036x},CN=Example Issuing CA 2\r\n" for n in range(20_000)).encode()
+    raw = list_mail("INC-2026-0001", "misissued.csv", "text/csv", b"serial,issuer\r\n" + rows)
+    assert len(raw) > 4 * LIFT_MIN_BYTES  # lifted out before parsing, by far
+    item = Stored(1, raw, NOW, None)
+    pool = AnalysisPool(config, processes=1)
+    try:
+        found = pool.submit([item]).results()
+    finally:
+        pool.close()
+    (listed,) = found[1].certificate_lists
+    assert listed.filename == "misissued.csv"
+    assert listed.lifted_parts is not None and listed.lifted_parts.source is item.raw
+    assert listed.data == b"serial,issuer\r\n" + rows

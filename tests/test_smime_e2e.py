@@ -40,10 +40,12 @@ CSV_LIST = ("serial,issuer,domains\r\n"
 
 @contextmanager
 def smime_bot(tmp_path: Path, ca_smime: Identity, *, program: Identity | None = None,
-              decrypt: bool = False, sign: bool = False) -> Iterator[tuple[RunningBot, Sink]]:
+              decrypt: bool = False, sign: bool = False,
+              max_message_size: int = 1048576) -> Iterator[tuple[RunningBot, Sink]]:
     """A bot trusting `ca_smime` for Example CA; optionally with the program's keys."""
     sink = Sink().start()
-    path = write_config(tmp_path, smtp_port=free_port(), relay_port=sink.port)
+    path = write_config(tmp_path, smtp_port=free_port(), relay_port=sink.port,
+                        max_message_size=max_message_size)
     (tmp_path / "exampleca-smime.pem").write_bytes(pem(ca_smime.cert))
     anchors = 'smime_anchors = ["exampleca-smime.pem"]\n'
     text = path.read_text().replace('name = "Example CA"\n', f'name = "Example CA"\n{anchors}', 1)

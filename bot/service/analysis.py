@@ -48,9 +48,18 @@ def _anchors_for(config: Config, trust: Trust, sender: str | None) -> tuple:
     return trust.ca_anchors.get(ca.name, ()) if ca else ()
 
 
-def _with_inner(outer: ParsedMessage, inner_raw: bytes) -> ParsedMessage:
-    """The outer headers (who, what thread) with the signed or decrypted content's body."""
-    inner = parse_message(inner_raw)
+def _with_inner(outer: ParsedMessage, raw: bytes, smime: SmimeResult,
+                config: Config) -> ParsedMessage:
+    """The outer headers (who, what thread) with the signed or decrypted content's body.
+
+    The content is read under the deployment's limits, as the mail was: under
+    the defaults a signed 116 MB list was cut at 25 MiB. A large signed part
+    is parsed where it lies in `raw` (smime.content_span), not copied out.
+    """
+    if smime.content_span is not None:
+        inner = parse_message(raw, config.limits, span=smime.content_span)
+    else:
+        inner = parse_message(bytes(smime.content or b""), config.limits)
     return replace(outer, text_plain=inner.text_plain, text_html=inner.text_html,
                    attachments=inner.attachments, defects=[*outer.defects, *inner.defects])
 
@@ -64,7 +73,7 @@ def analyze(raw: bytes, config: Config, trust: Trust, *, received_at: datetime,
                            decryption_key=trust.decryption_key,
                            decryption_certificate=trust.decryption_certificate)
     if smime.content is not None:
-        message = _with_inner(message, smime.content)
+        message = _with_inner(message, raw, smime, config)
     automatic = judge(message, envelope_from, loop_marker=config.bot.loop_marker)
 
     ruleset = config.bot.ruleset

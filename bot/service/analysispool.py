@@ -50,6 +50,7 @@ from bot.service.analysischild import (
     _Board,
     _ready,
     _start_child,
+    lifted_parts_attached,
 )
 from bot.service.childexits import _died, _how_ended, _reaped
 
@@ -179,6 +180,7 @@ class AnalysisPool:
             if isinstance(result, str):
                 found[item.inbound_id] = self._aborted(item, result)
             elif result is not None:
+                lifted_parts_attached(result, item.raw)
                 found[item.inbound_id] = result
                 self.analysed += 1
         self.peak_rss = max(self.peak_rss, answer.peak_rss)

@@ -44,10 +44,29 @@ STREAM_SLICE_BYTES = 1 << 20
 class LiftedParts:
     """The spans cut out of `source`, each replaced by `placeholder(i)`."""
 
-    source: bytes
+    source: bytes = field(repr=False)  # the whole raw message: megabytes
     spans: list[tuple[int, int]] = field(default_factory=list)
     nonce: str = field(default_factory=lambda: secrets.token_hex(8))
     resolved: set[int] = field(default_factory=set)
+    # Sent between processes without `source` (see `detach`): the receiver
+    # holds the same raw message and gives it back with `attach`.
+    detached: bool = False
+
+    def detach(self, raw: bytes) -> bool:
+        """Drop `source` before pickling when it is `raw`, which the receiver also holds."""
+        if self.source is not raw:
+            return False
+        self.source, self.detached = b"", True
+        return True
+
+    def attach(self, raw: bytes) -> None:
+        """Give a detached part its raw message back (the one `detach` was given)."""
+        if self.detached:
+            self.source, self.detached = raw, False
+
+    def _check_attached(self) -> None:
+        if self.detached:  # reading b"" would give an empty attachment, silently
+            raise RuntimeError("a lifted part was read before its raw message was attached")
 
     def placeholder(self, index: int) -> str:
         # Base64 letters only, so the skeleton's part is still valid base64.
@@ -62,6 +81,7 @@ class LiftedParts:
 
     def decode(self, index: int) -> bytes:
         """The attachment's bytes; the base64 text itself if it does not decode (as before)."""
+        self._check_attached()
         start, end = self.spans[index]
         view = memoryview(self.source)[start:end]
         try:
@@ -76,6 +96,7 @@ class LiftedParts:
         comes only at the end; anything else (which `decode` may refuse, and
         then returns the text itself) is decoded whole, as before.
         """
+        self._check_attached()
         start, end = self.spans[index]
         source = self.source
         data = end - start - source.count(b"\r", start, end) - source.count(b"\n", start, end)
@@ -147,28 +168,35 @@ class _Base64Reader(io.RawIOBase):
         return n
 
 
-def lift(raw: bytes, min_bytes: int = LIFT_MIN_BYTES) -> tuple[bytes, LiftedParts | None]:
-    """`raw` with large base64 attachment bodies replaced by placeholders, and the spans."""
-    if len(raw) < min_bytes:
-        return raw, None
+def lift(raw: bytes, min_bytes: int = LIFT_MIN_BYTES, *,
+         span: tuple[int, int] | None = None) -> tuple[bytes, LiftedParts | None]:
+    """`raw` with large base64 attachment bodies replaced by placeholders, and the spans.
+
+    With `span`, the message is raw[start:end] (a signed reply's signed part,
+    inside the whole mail): the skeleton is made of that range only, and the
+    lifted spans point into `raw` itself, so the range is never copied whole.
+    """
+    start, end = span or (0, len(raw))
+    if end - start < min_bytes:
+        return (raw if span is None else raw[start:end]), None
     lifted = LiftedParts(raw)
     pieces: list[bytes] = []
-    kept_from = 0
-    pos = 0
+    kept_from = start
+    pos = start
     while True:
-        cte = _B64_CTE.search(raw, pos)
+        cte = _B64_CTE.search(raw, pos, end)
         if cte is None:
             break
-        head_end = _HEAD_END.search(raw, cte.end())
+        head_end = _HEAD_END.search(raw, cte.end(), end)
         if head_end is None:
             break
         body_start = head_end.end()
-        boundary = raw.find(b"\n--", body_start - 1)
-        body_end = boundary + 1 if boundary >= 0 else len(raw)
+        boundary = raw.find(b"\n--", body_start - 1, end)
+        body_end = boundary + 1 if boundary >= 0 else end
         pos = body_end
         if body_end - body_start < min_bytes:
             continue
-        part_start = raw.rfind(b"\n--", 0, cte.start()) + 1
+        part_start = max(raw.rfind(b"\n--", start, cte.start()) + 1, start)
         if not _NAMED.search(raw, part_start, head_end.start()):
             continue
         if _BASE64_TEXT.fullmatch(raw, body_start, body_end) is None:
@@ -183,6 +211,6 @@ def lift(raw: bytes, min_bytes: int = LIFT_MIN_BYTES) -> tuple[bytes, LiftedPart
         lifted.spans.append((body_start, text_end))
         kept_from = text_end
     if not lifted.spans:
-        return raw, None
-    pieces.append(raw[kept_from:])
+        return (raw if span is None else raw[start:end]), None
+    pieces.append(raw[kept_from:end])
     return b"".join(pieces), lifted

@@ -170,10 +170,15 @@ def _prune(msg: Message, limits: MessageLimits, exceeded: list[str]) -> None:
                         f"{limits.max_depth} levels were not read")
 
 
-def parse_message(raw: bytes, limits: MessageLimits = DEFAULT_LIMITS) -> ParsedMessage:
-    """Parse `raw`; never raises for any input (defects and limits passed are recorded)."""
+def parse_message(raw: bytes, limits: MessageLimits = DEFAULT_LIMITS, *,
+                  span: tuple[int, int] | None = None) -> ParsedMessage:
+    """Parse `raw`; never raises for any input (defects and limits passed are recorded).
+
+    With `span`, the message parsed is raw[start:end] (a signed reply's signed
+    part), read in place: its large attachments are never copied out whole.
+    """
     try:
-        return _without_nul(_parse(raw, limits))
+        return _without_nul(_parse(raw, limits, span))
     except Exception as exc:  # the last line of defence: a bug must not stop the pipeline
         log.exception("parse_message failed; keeping an empty parse")
         return _empty(f"message unreadable: {type(exc).__name__}: {exc}")
@@ -210,15 +215,26 @@ def _empty(defect: str) -> ParsedMessage:
                          headers=[], text_plain="", text_html="", defects=[defect])
 
 
-def _parse(raw: bytes, limits: MessageLimits) -> ParsedMessage:
+def _parse(raw: bytes, limits: MessageLimits, span: tuple[int, int] | None = None) -> ParsedMessage:
     defects: list[str] = []
     exceeded: list[str] = []
-    if len(raw) > limits.max_message_bytes:
-        exceeded.append(f"message size: {len(raw)} bytes exceeds the limit of "
+    start, end = span or (0, len(raw))
+    if end - start > limits.max_message_bytes:
+        exceeded.append(f"message size: {end - start} bytes exceeds the limit of "
                         f"{limits.max_message_bytes}; the rest was not read")
-        raw = raw[: limits.max_message_bytes]
-    raw = _limit_head(raw, limits, exceeded)
-    skeleton, lifted = lift(raw)
+        end = start + limits.max_message_bytes
+        raw, span = (raw[:end], None) if span is None else (raw, (start, end))
+    if span is None:
+        raw = _limit_head(raw, limits, exceeded)
+    else:
+        split = _HEAD_END.search(raw, start, end)
+        head = raw[start:split.start()] if split else raw[start:end]
+        limited = _limit_head(head, limits, exceeded)
+        if limited is not head:  # a head cut to the limits: parse a copy, as a whole mail is
+            raw, span = limited + (raw[split.start():end] if split else b""), None
+    skeleton, lifted = lift(raw) if span is None else lift(raw, span=span)
+    if span is not None and lifted is None:
+        raw, span = skeleton, None  # nothing lifted: the skeleton is the range's copy
     marks = (len(defects), len(exceeded))
     msg, text_plain, text_html, attachments = _mime(skeleton, limits, lifted, defects, exceeded)
     if lifted is not None and not lifted.complete:
@@ -226,7 +242,8 @@ def _parse(raw: bytes, limits: MessageLimits) -> ParsedMessage:
         # saw otherwise, or one cut by a limit): parse the ordinary way.
         log.info("large parts not all attachments; parsing the whole message")
         del defects[marks[0]:], exceeded[marks[1]:]
-        msg, text_plain, text_html, attachments = _mime(raw, limits, None, defects, exceeded)
+        whole = raw if span is None else raw[span[0]:span[1]]
+        msg, text_plain, text_html, attachments = _mime(whole, limits, None, defects, exceeded)
 
     def get(name: str) -> str | None:
         try:

@@ -68,8 +68,16 @@ class Attachment:
             self._loader = self._parts = None
         return self._data
 
+    @property
+    def lifted_parts(self) -> LiftedParts | None:
+        """The lifted parts this attachment is read from, while it is not decoded."""
+        return self._parts[0] if self._data is None and self._parts is not None else None
+
     def __reduce__(self) -> tuple[object, ...]:
-        # Pickled (bot.service.analysispool) with its bytes: a loader does not travel.
+        # Pickled (bot.service.analysispool) with its bytes: a loader does not travel. A
+        # lifted part detached from its raw message travels as its span instead.
+        if self._data is None and self._parts is not None and self._parts[0].detached:
+            return (_lifted_attachment, (self.filename, self.content_type, *self._parts))
         return (Attachment, (self.filename, self.content_type, self.data))
 
     @property
@@ -89,6 +97,11 @@ class Attachment:
     def __repr__(self) -> str:
         size = "not decoded yet" if self._data is None else f"{len(self._data)} bytes"
         return f"Attachment({self.filename!r}, {self.content_type!r}, {size})"
+
+
+def _lifted_attachment(filename: str, content_type: str, parts: LiftedParts,
+                       index: int) -> Attachment:
+    return Attachment(filename, content_type, lifted=(parts, index))
 
 
 @dataclass

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from bot.parse import CERTIFICATE_ERRORS
 from bot.parse.smime.chain import CERTIFICATE_CACHE_SIZE, judge_chain, with_signer
 from bot.parse.smime.locate import content_forms
+from bot.parse.smime.stream import form_digests, is_large
 from bot.parse.smime.values import (
     Context,
     Refused,
@@ -73,7 +74,7 @@ def _cms_crls(signed: SignedFields) -> list[x509.CertificateRevocationList]:
 
 
 def verify_signed_data(
-    signed: SignedFields, content: bytes, ctx: Context, *, detached: bool
+    signed: SignedFields, content: bytes | memoryview, ctx: Context, *, detached: bool
 ) -> SmimeResult:
     embedded = cms_certificates(signed)
     certificates = tuple(c.public_bytes(Encoding.DER) for c in embedded)
@@ -93,7 +94,7 @@ def verify_signed_data(
 def _verify_signer(
     signer_info: SignerFields,
     signed: SignedFields,
-    content: bytes,
+    content: bytes | memoryview,
     embedded: list[x509.Certificate],
     ctx: Context,
     *,
@@ -113,7 +114,6 @@ def _verify_signer(
         return replace(base, status="untrusted", reason="signer certificate not found")
     base = with_signer(base, signer, ctx)
 
-    candidates = content_forms(content)
     if attrs is not None:
         if "content_type" not in attrs:
             return replace(base, reason="contentType attribute missing from the signed attributes")
@@ -122,7 +122,7 @@ def _verify_signer(
             return replace(
                 base, reason="messageDigest attribute missing from the signed attributes"
             )
-        if not any(_digest(digest_name, form) == wanted for form in candidates):
+        if not _digest_matches(digest_name, content, wanted):
             extra = (
                 " (its embedded copy of the content is ignored)"
                 if detached and signed.has_content()
@@ -133,11 +133,19 @@ def _verify_signer(
             )
         signed_bytes = signer_info.attributes_der()
     else:
-        signed_bytes = candidates  # no attributes: the signature covers the content itself
+        # No attributes: the signature covers the content itself (rare; whole forms).
+        signed_bytes = content_forms(bytes(content))
     problem = _check_signature(signer, signer_info, digest_name, signed_bytes)
     if problem:
         return replace(base, reason=problem)
     return judge_chain(base, signer, embedded, _cms_crls(signed), ctx)
+
+
+def _digest_matches(name: str, content: bytes | memoryview, wanted: bytes) -> bool:
+    """Whether one form of `content` (as given, canonical CRLF) hashes to `wanted`."""
+    if is_large(content):  # hashed in place, slice by slice: no whole copies
+        return wanted in form_digests(content, _DIGESTS[name]())
+    return any(_digest(name, form) == wanted for form in content_forms(bytes(content)))
 
 
 def _digest(name: str, data: bytes) -> bytes:

@@ -165,9 +165,11 @@ def smime_kind(entity: Entity) -> str | None:
     return None
 
 
-def looks_like_smime(raw: bytes) -> bool:
+def looks_like_smime(raw: bytes | memoryview) -> bool:
     """Is `raw` itself an S/MIME entity? Header bytes are screened before the (slower) parse."""
     end = _HEADER_END.search(raw)
+    if isinstance(raw, memoryview):  # a large signed content: only its head is needed
+        raw = bytes(raw[: end.end()] if end else raw)
     head = (raw[: end.start()] if end else raw).lower()
     if b"pkcs7" not in head and b"multipart/signed" not in head and b".p7m" not in head:
         return False

@@ -31,11 +31,16 @@ class SmimeResult:
     digest_algorithm: str | None = None
     weak_digest: bool = False
     from_mismatch: bool = False
-    content: bytes | None = None
+    # The signed content; from stream.STREAM_MIN_BYTES on a view into
+    # the message verified rather than a copy (a list mail's is ~100 MB).
+    content: bytes | memoryview | None = None
     certificates: tuple[bytes, ...] = ()
     # SHA-256 (hex) of each signer's SignatureValue: what makes this signature
     # this one, so a second mail carrying it can be told apart as a replay.
     signature_digests: tuple[str, ...] = ()
+    # Where a large `content` lies in the raw message given to verify_message,
+    # (start, end), when it is a slice of it: the caller parses it there.
+    content_span: tuple[int, int] | None = None
 
 
 class Refused(Exception):

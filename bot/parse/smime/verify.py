@@ -5,7 +5,8 @@ validation time is a parameter), and never an exception on hostile input.
 This module is the public entry and the flow; the work is in its neighbours:
 
     verify_message(raw) ─ smime_locate: find the S/MIME entity (top level or inside multipart/*)
-      ├─ multipart/signed ─ content = exact bytes of part 1, CMS from part 2
+      ├─ multipart/signed ─ content = exact bytes of part 1, CMS from part 2 (a large part 1
+    │                     stays a view into `raw`, hashed in place: smime.stream)
       ├─ application/pkcs7-mime signed-data ─ content = eContent
       ├─ application/pkcs7-mime enveloped-data ─ decrypt, verify the inner entity
       └─ nothing ─ "unsigned"
@@ -43,12 +44,14 @@ from bot.parse.smime.cms import cms_certificates, verify_signed_data
 from bot.parse.smime.der import read_signed_data
 from bot.parse.smime.locate import (
     SIGNATURE_TYPES,
+    Entity,
     decode_body,
     find_smime,
     looks_like_smime,
+    multipart_spans,
     parse_entity,
-    split_multipart,
 )
+from bot.parse.smime.stream import STREAM_MIN_BYTES, is_large
 from bot.parse.smime.values import Context, Refused, SmimeResult, SmimeStatus
 
 __all__ = [
@@ -102,10 +105,10 @@ def _verify(raw: bytes, ctx: Context, layer: int) -> SmimeResult:
     )
     if kind == "signed":
         boundary = entity.param("boundary")
-        parts = split_multipart(entity, boundary) if boundary else []
-        if len(parts) < 2:
+        spans = multipart_spans(entity, boundary) if boundary else []
+        if len(spans) < 2:
             raise Refused("multipart/signed without its two parts")
-        signature_entity = parse_entity(parts[1])
+        signature_entity = parse_entity(entity.raw[spans[1][0]:spans[1][1]])
         protocol = entity.param("protocol").lower()
         if protocol not in SIGNATURE_TYPES and signature_entity.content_type not in SIGNATURE_TYPES:
             return SmimeResult(
@@ -114,7 +117,9 @@ def _verify(raw: bytes, ctx: Context, layer: int) -> SmimeResult:
         der = decode_body(signature_entity)
         # The strict DER reader reads the usual signature; anything else goes to asn1crypto.
         signed = read_signed_data(der) or Asn1Signed(load_signed_data(der))
-        result = verify_signed_data(signed, parts[0], ctx, detached=True)
+        result = verify_signed_data(signed, _signed_part(entity, spans[0]), ctx, detached=True)
+        if is_large(result.content or b"") and entity.raw is raw:
+            result = replace(result, content_span=spans[0])
     else:
         der = decode_body(entity)
         content_info = load_content_info(der)
@@ -138,6 +143,14 @@ def _verify(raw: bytes, ctx: Context, layer: int) -> SmimeResult:
     if result.content is not None and looks_like_smime(result.content):
         nested += "; the signed content is itself S/MIME (inner layer not verified here)"
     return replace(result, reason=result.reason + nested) if nested else result
+
+
+def _signed_part(entity: Entity, span: tuple[int, int]) -> bytes | memoryview:
+    """The first part's exact bytes; a large one as a view into the message, not a copy."""
+    start, end = span
+    if end - start >= STREAM_MIN_BYTES:
+        return memoryview(entity.raw)[start:end]
+    return entity.raw[start:end]
 
 
 def _open_enveloped(der: bytes, ctx: Context, layer: int) -> SmimeResult:
