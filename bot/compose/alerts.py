@@ -9,6 +9,7 @@ from sqlmodel import Session
 from bot.context import Context
 from bot.outbox.enqueue import enqueue
 from bot.outbox.render import MailSpec
+from bot.rules.events import EventKind
 from storage.models import Event, OutboundMessage, comma_list
 
 log = logging.getLogger("rootnotify.decide.alerts")
@@ -42,7 +43,7 @@ def delivery_failed(session: Session, ctx: Context, row: OutboundMessage, error:
     reached = [r for r in comma_list(row.recipients) if r not in not_reached]
     to = ",".join(failed_for)
     if row.incident_id:
-        session.add(Event(incident_id=row.incident_id, at=now, kind="mail-failed",
+        session.add(Event(incident_id=row.incident_id, at=now, kind=EventKind.MAIL_FAILED,
                           outbound_id=row.id,
                           summary=f"{row.kind} {row.message_id} to {to} failed: "
                                   f"{error[:200]}"))
