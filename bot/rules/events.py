@@ -41,6 +41,20 @@ class EventKind(StrEnum):
     COMMANDS_REFUSED = "commands-refused"
     COMMAND_UNAUTHENTICATED = "command-unauthenticated"
     COMMAND_SIGNATURE_REFUSED = "command-signature-refused"
+    # what staff commands do (bot/decide/staff/actions.py)
+    EXCEPTIONAL_ON = "exceptional-on"
+    EXCEPTIONAL_OFF = "exceptional-off"
+    INVESTIGATOR_REQUIRED = "third-party-investigator-required"
+    AUDIT_DISQUALIFIED = "audit-disqualified"
+    FINAL_REPORT_ACCEPTED = "final-report-accepted"
+    NOTE = "note"
+    INCIDENT_CLOSED = "incident-closed"
+    CLOSED_WITHOUT_FINAL_REPORT = "closed-without-final-report"
+    INCIDENT_REOPENED = "incident-reopened"
+    INCIDENT_MERGED = "incident-merged"
+    # what an operator does to a stored message (bot/operator/messageops.py)
+    MESSAGE_DROPPED = "message-dropped"
+    MESSAGE_RELEASED = "message-released"
     # outgoing mail
     REPLY_SUPPRESSED = "reply-suppressed"
     MAIL_FAILED = "mail-failed"
