@@ -49,9 +49,7 @@ def delivery_failed(session: Session, ctx: Context, row: OutboundMessage, error:
                                   f"{error[:200]}"))
     if row.kind in NO_ALERT_ON_FAILURE:
         return
-    others = f"\n\nIt did reach {', '.join(reached)}." if reached else ""
-    alert_staff(session, ctx,
-                subject=f"Delivery failed: {row.kind} to {to}",
-                body=(f"The {row.kind} {row.message_id} (subject: {row.subject}) could not be "
-                      f"delivered to {to}.\n\nReason: {error}{others}\n"),
-                incident_id=row.incident_id)
+    subject, body = ctx.renderer.render(
+        "alert-delivery-failed.txt.j2", kind=row.kind, message_id=row.message_id,
+        subject=row.subject, to=to, error=error, reached=reached)
+    alert_staff(session, ctx, subject=subject, body=body, incident_id=row.incident_id)
