@@ -457,7 +457,10 @@ def test_2026_02_resolving_ends_the_updates_and_opens_the_final_report(desk_fact
     confirmation = body(desk.mails(STAFF, "Done")[-1])
     assert (f"Warning: {INCIDENT} was closed without a complete final report (R4). "
             "If that was not meant, send /reopen.") in confirmation.replace("\n", " ")
-    assert len(desk.mails(STAFF, f"{INCIDENT} closed without a final report")) == 1
+    [closed] = desk.mails(STAFF, f"{INCIDENT} closed without a final report")
+    assert body(closed).replace("\r\n", "\n") == (
+        f"{STAFF} closed {INCIDENT} (Example CA) with no complete final report received or "
+        "accepted (R4).\n")
     # Reopened, a resolved incident does not restart the 24-hour updates.
     desk.command("/reopen", received="2026-12-15T09:00Z")
     assert [d for d in desk.show()["deadlines"] if d["kind"] == "update"

@@ -204,9 +204,9 @@ def _no_final_report_warning(run: Run, step: Step) -> list[str]:
             "If that was not meant, send /reopen.")
     _event(run, step, EventKind.CLOSED_WITHOUT_FINAL_REPORT,
            "closed without a complete final report")
-    alert_staff(run.session, run.ctx, subject=f"{incident.id} closed without a final report",
-                body=f"{run.sender} closed {incident.id} ({incident.ca}) with no complete "
-                     f"final report received or accepted (R4).\n",
+    subject, body = run.ctx.renderer.render("alert-closed-without-final-report.txt.j2",
+                                            incident=incident, sender=run.sender)
+    alert_staff(run.session, run.ctx, subject=subject, body=body,
                 incident_id=incident.id, inbound_id=run.inbound_id)
     return [text]
 
