@@ -97,10 +97,9 @@ def propose_if_claimed(session: Session, ctx: Context, incident: Incident,
                       inbound_id=inbound.id,
                       summary=f"{analysis.message.from_address} says the incident is "
                               "resolved; staff to confirm with /resolved"))
-    alert_staff(session, ctx,
-                subject=f"{incident.ca} says {incident.id} is resolved",
-                body=(f"{analysis.message.from_address} wrote in {incident.id}:\n\n"
-                      f"{text[:1_000]}\n\nIf so, reply in the thread with /resolved: the "
-                      "24-hour updates end and the final report falls due.\n"),
+    subject, body = ctx.renderer.render("alert-resolution-proposed.txt.j2", incident=incident,
+                                        sender=analysis.message.from_address,
+                                        text=text[:1_000])
+    alert_staff(session, ctx, subject=subject, body=body,
                 incident_id=incident.id, inbound_id=inbound.id)
     return True
