@@ -5,7 +5,6 @@
     ├── OperatorError                a command cannot do what it was asked (a port in use,
     │                                a folder not writable, no such message): one line, exit 1
     ├── IntakeError                  a message could not be taken in
-    │   ├── MessageTooLarge          permanent: 552
     │   ├── RecipientRefused         permanent: 550 5.1.1
     │   └── StoreUnavailable         temporary: 451 (the sender will retry)
     ├── ProcessingError              a stored message could not be processed
@@ -17,6 +16,10 @@
     └── DeliveryError                the relay did not take an outgoing mail
         ├── TemporaryDeliveryError   4xx or no connection: retry with backoff
         └── PermanentDeliveryError   5xx: failed, staff told
+
+A message over max_message_size is refused by aiosmtpd itself (552, its
+data_size_limit) and by file ingest and the IMAP poller with a reason line,
+so no exception of ours stands for it.
 
 Temporary and permanent failures are kept apart so that every caller can
 decide between "retry later" and "a person must look" without string checks.
@@ -39,10 +42,6 @@ class OperatorError(RootnotifyError):
 
 class IntakeError(RootnotifyError):
     smtp_reply = "451 4.3.0 Temporary failure, try again later"
-
-
-class MessageTooLarge(IntakeError):
-    smtp_reply = "552 5.3.4 Message too big"
 
 
 class RecipientRefused(IntakeError):

@@ -8,6 +8,8 @@ the one that has it must not get it twice, and a deferred one gets it later.
 
 from __future__ import annotations
 
+import email
+import email.policy
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,6 +86,11 @@ def test_a_recipient_refused_for_good_is_failed_alone_and_staff_told_who_has_it(
     assert alert.recipients == STAFF
     body = alert.data.decode()
     assert "no such user" in body and f"It did reach {CA_CONTACT}." in body
+    text = email.message_from_bytes(alert.data, policy=email.policy.default).get_content()
+    text = text.replace("\r\n", "\n")
+    assert text.startswith(f"The acknowledgement {row.message_id} (subject: ")
+    assert f") could not be delivered to {CA_OTHER_CONTACT}.\n\nReason: " in text
+    assert text.endswith(f"such user\n\nIt did reach {CA_CONTACT}.\n")
 
     ctx.clock.advance(hours=2)  # type: ignore[attr-defined]
     deliver_due(ctx, transport_for(ctx.config))

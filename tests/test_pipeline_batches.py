@@ -16,10 +16,12 @@ from bot.service.pipeline import TRANSACTION_BATCH, process_pending
 from storage.db import open_database
 from storage.models import (
     STATE_FAILED,
+    STATE_PARKED,
     STATE_PROCESSED,
     InboundMessage,
     Incident,
     OutboundMessage,
+    RawMessage,
 )
 from storage.rawstore import Arrival, store_batch
 from tests.harness import CA_CONTACT, make_mail, numbered_form, write_config
@@ -98,4 +100,31 @@ def test_a_message_failing_inside_opening_its_incident_leaves_its_number_to_the_
         opened = {i.thread_message_id: i.id for i in session.exec(select(Incident))}
     assert opened == {"<inside-1@exampleca.test>": "INC-2026-0001",
                       "<inside-2@exampleca.test>": "INC-2026-0002"}
+    ctx.db.dispose()
+
+
+def test_a_message_whose_raw_bytes_are_gone_is_parked_at_once(tmp_path):
+    """Retrying cannot bring lost raw bytes back: a person is asked at the first attempt."""
+    config = load_config(write_config(tmp_path, smtp_port=1, relay_port=1,
+                                      outgoing_mode="maildir"))
+    ctx = make_context(config, open_database(config.storage_url), FixedClock(NOW))
+    with ctx.db.write() as session:
+        kept, lost = store_batch(session, [
+            Arrival(make_mail(CA_CONTACT, f"Security incident {n}", numbered_form(n),
+                              message_id=f"<raw-{n}@exampleca.test>"), "smtp", NOW)
+            for n in range(2)])
+        raw = session.get(RawMessage, lost.id)
+        assert raw is not None
+        session.delete(raw)
+
+    report = process_pending(ctx)
+
+    assert (report.processed, report.failed, report.parked) == (1, 0, 1)
+    with ctx.db.read() as session:
+        parked = session.get(InboundMessage, lost.id)
+        done = session.get(InboundMessage, kept.id)
+    assert parked is not None and done is not None
+    assert (parked.state, parked.attempts, parked.next_attempt_at) == (STATE_PARKED, 1, None)
+    assert parked.last_error == f"PermanentProcessingError: no raw message {lost.id}"
+    assert done.state == STATE_PROCESSED
     ctx.db.dispose()

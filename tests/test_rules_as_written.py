@@ -432,7 +432,12 @@ def test_2026_02_resolving_ends_the_updates_and_opens_the_final_report(desk_fact
     assert data["resolved_at"] is None
     assert deadlines(data, "update") == [("2026-12-11T08:00:00+00:00", "satisfied"),
                                          ("2026-12-12T07:00:00+00:00", "open")]
-    assert len(desk.mails(STAFF, "Example CA says INC-2026-0001 is resolved")) == 1
+    [proposed] = desk.mails(STAFF, "Example CA says INC-2026-0001 is resolved")
+    assert body(proposed).replace("\r\n", "\n") == (
+        f"{CA_CONTACT} wrote in {INCIDENT}:\n\n"
+        "The incident has been resolved: every affected certificate is revoked.\n\n"
+        "If so, reply in the thread with /resolved: the 24-hour updates end and the final "
+        "report falls due.\n")
     assert "staff were asked to confirm" in body(desk.mails(CA_CONTACT, "Update recorded")[0])
 
     desk.command("/resolved", received="2026-12-11T12:00Z")
@@ -457,7 +462,10 @@ def test_2026_02_resolving_ends_the_updates_and_opens_the_final_report(desk_fact
     confirmation = body(desk.mails(STAFF, "Done")[-1])
     assert (f"Warning: {INCIDENT} was closed without a complete final report (R4). "
             "If that was not meant, send /reopen.") in confirmation.replace("\n", " ")
-    assert len(desk.mails(STAFF, f"{INCIDENT} closed without a final report")) == 1
+    [closed] = desk.mails(STAFF, f"{INCIDENT} closed without a final report")
+    assert body(closed).replace("\r\n", "\n") == (
+        f"{STAFF} closed {INCIDENT} (Example CA) with no complete final report received or "
+        "accepted (R4).\n")
     # Reopened, a resolved incident does not restart the 24-hour updates.
     desk.command("/reopen", received="2026-12-15T09:00Z")
     assert [d for d in desk.show()["deadlines"] if d["kind"] == "update"

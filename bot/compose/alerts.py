@@ -9,6 +9,7 @@ from sqlmodel import Session
 from bot.context import Context
 from bot.outbox.enqueue import enqueue
 from bot.outbox.render import MailSpec
+from bot.rules.events import EventKind
 from storage.models import Event, OutboundMessage, comma_list
 
 log = logging.getLogger("rootnotify.decide.alerts")
@@ -42,15 +43,13 @@ def delivery_failed(session: Session, ctx: Context, row: OutboundMessage, error:
     reached = [r for r in comma_list(row.recipients) if r not in not_reached]
     to = ",".join(failed_for)
     if row.incident_id:
-        session.add(Event(incident_id=row.incident_id, at=now, kind="mail-failed",
+        session.add(Event(incident_id=row.incident_id, at=now, kind=EventKind.MAIL_FAILED,
                           outbound_id=row.id,
                           summary=f"{row.kind} {row.message_id} to {to} failed: "
                                   f"{error[:200]}"))
     if row.kind in NO_ALERT_ON_FAILURE:
         return
-    others = f"\n\nIt did reach {', '.join(reached)}." if reached else ""
-    alert_staff(session, ctx,
-                subject=f"Delivery failed: {row.kind} to {to}",
-                body=(f"The {row.kind} {row.message_id} (subject: {row.subject}) could not be "
-                      f"delivered to {to}.\n\nReason: {error}{others}\n"),
-                incident_id=row.incident_id)
+    subject, body = ctx.renderer.render(
+        "alert-delivery-failed.txt.j2", kind=row.kind, message_id=row.message_id,
+        subject=row.subject, to=to, error=error, reached=reached)
+    alert_staff(session, ctx, subject=subject, body=body, incident_id=row.incident_id)

@@ -19,6 +19,7 @@ from bot.context import Context
 from bot.decide.incident.timeliness import Timeliness
 from bot.outbox.enqueue import enqueue
 from bot.outbox.render import MailSpec
+from bot.rules.events import EventKind
 from bot.rules.rulesets import FORM_FIELDS_BY_KEY
 from bot.service.analysis import Analysis
 from storage.counters import count_auto_reply, take_auto_reply
@@ -27,7 +28,7 @@ from storage.models import Event, InboundMessage, Incident
 log = logging.getLogger("rootnotify.decide.mail")
 
 
-SUPPRESSED_EVENT = "reply-suppressed"
+SUPPRESSED_EVENT = EventKind.REPLY_SUPPRESSED
 
 
 def _today(ctx: Context) -> str:

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from bot.clock import iso
 from bot.context import Context
 from bot.errors import OperatorError
+from bot.rules.events import EventKind
 from storage import queries
 from storage.models import (
     STATE_DROPPED,
@@ -49,7 +50,7 @@ def _message(session: Session, inbound_id: int) -> InboundMessage:
     return inbound
 
 
-def _record(session: Session, ctx: Context, inbound: InboundMessage, kind: str,
+def _record(session: Session, ctx: Context, inbound: InboundMessage, kind: EventKind,
             summary: str, data: dict[str, object]) -> None:
     now = ctx.clock.now()
     inbound.note = (f"{summary} at {iso(now)}" + (f"; before: {inbound.note}"
@@ -92,7 +93,7 @@ def drop(ctx: Context, inbound_id: int, reason: str, by: str | None = None) -> I
         inbound.state = STATE_DROPPED
         inbound.quarantined = False
         inbound.next_attempt_at = None
-        _record(session, ctx, inbound, "message-dropped",
+        _record(session, ctx, inbound, EventKind.MESSAGE_DROPPED,
                 f"message {inbound_id} ({previous}) dropped by {who}: {reason}", data)
         return inbound
 
@@ -110,7 +111,7 @@ def release(ctx: Context, inbound_id: int, incident_id: str | None,
         if incident_id is None:
             inbound.state = STATE_STORED
             inbound.attempts = 0
-            _record(session, ctx, inbound, "message-released",
+            _record(session, ctx, inbound, EventKind.MESSAGE_RELEASED,
                     f"message {inbound_id} released from quarantine by {who}, to be "
                     "processed again", {"by": who})
             return inbound
@@ -118,7 +119,7 @@ def release(ctx: Context, inbound_id: int, incident_id: str | None,
         if incident is None:
             raise OperatorError(f"no incident {incident_id}")
         inbound.incident_id = incident.id
-        _record(session, ctx, inbound, "message-released",
+        _record(session, ctx, inbound, EventKind.MESSAGE_RELEASED,
                 f"message {inbound_id} from {inbound.from_address} released from quarantine "
                 f"into {incident.id} by {who}", {"by": who, "incident": incident.id})
         return inbound

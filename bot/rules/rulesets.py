@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import Literal
 
 NOTIFICATION_WINDOW = timedelta(hours=24)  # R1: "no later than 24 hours"
-NOTICE_PERIOD = timedelta(days=7)  # P1/M1: "seven days' notice"
 REPORTS_REQUEST_WINDOW = timedelta(hours=24)  # R3: staff set an interval within 24 h
 
 CATEGORIES: tuple[str, ...] = (

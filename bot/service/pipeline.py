@@ -24,7 +24,7 @@ from sqlmodel import col, or_, select
 from bot.context import Context
 from bot.decide.handlers.certificates import store_lists_before_acting
 from bot.decide.route import act
-from bot.errors import AnalysisAborted
+from bot.errors import AnalysisAborted, PermanentProcessingError
 from bot.parse.mail.message import without_nul
 from bot.service.analysis import Analysis, analyze
 from bot.service.analysispool import AnalysisPool, PendingAnalysis, Stored
@@ -117,6 +117,12 @@ def _prepare(ctx: Context, stored: list[Stored],
     """
     prepared = []
     for item in stored:
+        if not item.raw:
+            # The raw bytes were stored before the 250: without them no retry
+            # can succeed (and the pool would have analysed an empty mail).
+            missing = PermanentProcessingError(f"no raw message {item.inbound_id}")
+            prepared.append(_Prepared(item.inbound_id, None, missing))
+            continue
         analysis = (analysed or {}).get(item.inbound_id)
         if isinstance(analysis, AnalysisAborted):
             prepared.append(_Prepared(item.inbound_id, None, analysis))
@@ -125,8 +131,6 @@ def _prepare(ctx: Context, stored: list[Stored],
             prepared.append(_Prepared(item.inbound_id, analysis, None))
             continue
         try:
-            if not item.raw:
-                raise KeyError(f"no raw message {item.inbound_id}")
             analysis = analyze(item.raw, ctx.config, ctx.trust, received_at=item.received_at,
                                envelope_from=item.envelope_from)
         except Exception as exc:
@@ -236,7 +240,7 @@ def _record_failure(ctx: Context, inbound: InboundMessage, exc: Exception) -> No
     inbound.attempts += 1
     inbound.last_error = detail[:2000]
     limit = MAX_ABORTED_ATTEMPTS if isinstance(exc, AnalysisAborted) else MAX_ATTEMPTS
-    if inbound.attempts >= limit:
+    if isinstance(exc, PermanentProcessingError) or inbound.attempts >= limit:
         inbound.state = STATE_PARKED
         inbound.next_attempt_at = None
         log.error("message %d parked after %d attempts; a person must look "

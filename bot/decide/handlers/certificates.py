@@ -58,6 +58,7 @@ from bot.parse.certlists.read import (
     iter_certificate_rows,
 )
 from bot.parse.mail.message import Attachment
+from bot.rules.events import EventKind
 from bot.service.analysis import Analysis
 from storage.certificates import (
     certificate_count,
@@ -306,7 +307,8 @@ def handle_certificate_list(session: Session, ctx: Context, inbound: InboundMess
             log.info("message %s in %s: %s in %.2f s", inbound.id, incident.id,
                      _summary(outcome), outcome.seconds)
         outcomes.append(outcome)
-        session.add(Event(incident_id=incident.id, at=now, kind="certificate-list", rule="R2",
+        session.add(Event(incident_id=incident.id, at=now,
+                          kind=EventKind.CERTIFICATE_LIST, rule="R2",
                           inbound_id=inbound.id, summary=_summary(outcome),
                           data=json.dumps(outcome.event_data())))
     certs_after = certificate_count(session, incident.id)

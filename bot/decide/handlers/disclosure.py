@@ -16,6 +16,7 @@ from sqlmodel import Session
 from bot.context import Context
 from bot.decide.classify import ROLE_CA, Classification
 from bot.decide.incident.deadlines import close_deadline, open_deadline
+from bot.rules.events import EventKind
 from bot.rules.rulesets import get_ruleset
 from bot.service.analysis import Analysis
 from storage import queries
@@ -67,7 +68,7 @@ def record_disclosure(session: Session, ctx: Context, inbound: InboundMessage,
     incident.public_disclosure = link
     session.add(incident)
     session.add(Event(
-        incident_id=incident.id, at=inbound.received_at, kind="public-disclosure",
+        incident_id=incident.id, at=inbound.received_at, kind=EventKind.PUBLIC_DISCLOSURE,
         rule=RULE, inbound_id=inbound.id,
         summary=(f"public disclosure changed from {previous} to {link}" if previous
                  else f"public disclosure: {link}")))

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from bot.compose.alerts import alert_staff
 from bot.context import Context
 from bot.parse.forms.notification import ParsedForm
+from bot.rules.events import EventKind
 from bot.service.analysis import Analysis
 from storage.models import Event, InboundMessage, Incident
 
@@ -30,7 +31,7 @@ log = logging.getLogger("rootnotify.decide.duplicates")
 # The same form a day apart may be a second incident of the same shape (a
 # recurring misconfiguration); within a day it is the first one re-sent.
 DUPLICATE_WINDOW = timedelta(days=1)
-DUPLICATE_EVENT = "duplicate-notification"
+DUPLICATE_EVENT = EventKind.DUPLICATE_NOTIFICATION
 
 
 def form_digest(form: ParsedForm) -> str:

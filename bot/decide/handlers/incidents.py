@@ -24,6 +24,7 @@ from bot.decide.handlers.duplicates import form_digest
 from bot.decide.handlers.formchecks import ca_name_flag, with_ca_name
 from bot.decide.incident.timeliness import Timeliness, compute_r1
 from bot.parse.forms.notification import ParsedForm
+from bot.rules.events import EventKind
 from bot.rules.rulesets import FORM_FIELDS_BY_KEY
 from bot.service.analysis import Analysis
 from storage.counters import take_incident_number
@@ -95,7 +96,7 @@ def record_form(session: Session, incident: Incident, form: ParsedForm,
             continue
         session.add(Event(
             incident_id=incident.id, at=now, rule="R1a", inbound_id=inbound.id,
-            kind="field-changed" if old else "field-recorded",
+            kind=EventKind.FIELD_CHANGED if old else EventKind.FIELD_RECORDED,
             summary=(f"{label}: changed from {old.value[:80]!r} to {field.value[:80]!r}"
                      if old else f"{label}: {field.value[:120]}"),
             data=json.dumps({"key": key, "value": field.value,
@@ -114,7 +115,7 @@ def record_form(session: Session, incident: Incident, form: ParsedForm,
     if first and changes:
         session.add(Event(
             incident_id=incident.id, at=now, rule="R1a", inbound_id=inbound.id,
-            kind="form-recorded",
+            kind=EventKind.FORM_RECORDED,
             summary=f"form read from {form.source}: {len(changes)} answer(s) "
                     f"({', '.join(c.key for c in changes)})",
             data=json.dumps({c.key: c.value for c in changes}),
@@ -166,15 +167,16 @@ def open_incident(session: Session, ctx: Context, inbound: InboundMessage,
     _apply_timeliness(incident, r1)
     _insert_alone(session, incident)
     session.add(Event(
-        incident_id=incident.id, at=notified_at, kind="incident-opened", rule="R1",
+        incident_id=incident.id, at=notified_at, kind=EventKind.INCIDENT_OPENED, rule="R1",
         inbound_id=inbound.id,
         summary=f"notification from {analysis.message.from_address} ({cls.ca.name}), "
                 f"read from {form.source}; category {form.category}",
     ))
     session.add(Event(
         incident_id=incident.id, at=notified_at, rule="R1", inbound_id=inbound.id,
-        kind="notification-on-time" if r1.on_time else (
-            "notification-late" if r1.on_time is False else "notification-unjudged"),
+        kind=EventKind.NOTIFICATION_ON_TIME if r1.on_time else (
+            EventKind.NOTIFICATION_LATE if r1.on_time is False
+            else EventKind.NOTIFICATION_UNJUDGED),
         summary=f"24-hour window {r1.verdict()}",
     ))
     record_form(session, incident, form, inbound, notified_at, first=True)
@@ -205,11 +207,12 @@ def apply_update(session: Session, ctx: Context, incident: Incident, inbound: In
             values = current_form(session, incident.id)
             r1 = compute_r1(ctx.config.bot.ruleset, _times(values), incident.notified_at)
             _apply_timeliness(incident, r1)
-            session.add(Event(incident_id=incident.id, at=now, kind="r1-recomputed", rule="R1",
+            session.add(Event(incident_id=incident.id, at=now,
+                              kind=EventKind.R1_RECOMPUTED, rule="R1",
                               inbound_id=inbound.id,
                               summary=f"24-hour window re-judged: {r1.verdict()}"))
         session.add(incident)
-    session.add(Event(incident_id=incident.id, at=now, kind="update-received", rule="R3",
+    session.add(Event(incident_id=incident.id, at=now, kind=EventKind.UPDATE_RECEIVED, rule="R3",
                       inbound_id=inbound.id,
                       summary=f"{cls.kind} from {analysis.message.from_address}: "
                               f"{len(changes)} answer(s) recorded"))

@@ -17,6 +17,7 @@ from bot.context import Context
 from bot.decide.classify import ROLE_CA, Classification
 from bot.outbox.enqueue import enqueue
 from bot.outbox.render import MailSpec
+from bot.rules.events import EventKind
 from bot.service.analysis import Analysis
 from storage.models import Event, InboundMessage, Incident
 
@@ -37,7 +38,7 @@ def report_limits(session: Session, ctx: Context, inbound: InboundMessage, analy
     incident = session.get(Incident, inbound.incident_id) if inbound.incident_id else None
     if incident is not None:
         session.add(Event(incident_id=incident.id, at=inbound.received_at,
-                          kind="limits-exceeded", inbound_id=inbound.id,
+                          kind=EventKind.LIMITS_EXCEEDED, inbound_id=inbound.id,
                           summary=summary[:MAX_NOTE_CHARS]))
     if cls.role != ROLE_CA or cls.ca is None or analysis.automatic.automatic:
         return

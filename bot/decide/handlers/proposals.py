@@ -15,6 +15,7 @@ from bot.compose.addressing import to_sender, to_staff
 from bot.compose.replies import allow_auto_reply
 from bot.context import Context
 from bot.decide.classify import Classification
+from bot.rules.events import EventKind
 from bot.service.analysis import Analysis
 from storage import queries
 from storage.models import Event, InboundMessage, Incident, Proposal
@@ -42,7 +43,7 @@ def handle_proposal(session: Session, ctx: Context, inbound: InboundMessage, ana
     text = own_text(analysis.body_text)
     session.add(Proposal(incident_id=incident.id, inbound_id=inbound.id or 0, received_at=now,
                          state="open", summary=text))
-    session.add(Event(incident_id=incident.id, at=now, kind="proposal-received", rule="M2",
+    session.add(Event(incident_id=incident.id, at=now, kind=EventKind.PROPOSAL_RECEIVED, rule="M2",
                       inbound_id=inbound.id,
                       summary=f"{analysis.message.from_address} proposed an alternative to "
                               f"the notice: {text[:160]}"))
@@ -63,7 +64,8 @@ def answer_open(session: Session, incident: Incident, now: datetime, why: str,
     for row in rows:
         row.state = "answered"
         session.add(row)
-        session.add(Event(incident_id=incident.id, at=now, kind="proposal-answered", rule="M2",
+        session.add(Event(incident_id=incident.id, at=now,
+                          kind=EventKind.PROPOSAL_ANSWERED, rule="M2",
                           inbound_id=inbound_id, command=command,
                           summary=f"proposal of {row.received_at:%Y-%m-%d %H:%M} UTC "
                                   f"answered: {why}"))

@@ -20,6 +20,7 @@ from bot.decide.handlers.updates import hint_text
 from bot.decide.incident.deadlines import satisfy
 from bot.parse.forms.reports import ReportCheck
 from bot.parse.forms.reporttext import find_final_report
+from bot.rules.events import EventKind
 from bot.rules.rulesets import get_ruleset
 from bot.service.analysis import Analysis
 from storage import queries
@@ -53,7 +54,8 @@ def handle_final_report(session: Session, ctx: Context, inbound: InboundMessage,
                         hint_text=hint_text(analysis))
     if not missing:  # R3 2026-02: nothing is left to send daily updates about
         end_updates(session, incident, now, "the final report is complete", inbound.id)
-    session.add(Event(incident_id=incident.id, at=now, kind="final-report-received", rule="R4",
+    session.add(Event(incident_id=incident.id, at=now,
+                      kind=EventKind.FINAL_REPORT_RECEIVED, rule="R4",
                       inbound_id=inbound.id,
                       summary=f"final report: {len(check.present)} of {len(items)} items in "
                               f"this mail; {len(missing)} still missing"

@@ -20,6 +20,7 @@ from bot.compose.alerts import alert_staff
 from bot.context import Context
 from bot.decide.handlers.proposals import own_text
 from bot.decide.incident.deadlines import cancel_open, label, open_deadline
+from bot.rules.events import EventKind
 from bot.rules.rulesets import get_ruleset
 from bot.service.analysis import Analysis
 from storage import queries
@@ -58,7 +59,7 @@ def resolve(session: Session, incident: Incident, now: datetime, by: str,
         return [f"{incident.id} was already resolved on {incident.resolved_at:%Y-%m-%d %H:%M} UTC."]
     incident.resolved_at = now
     session.add(incident)
-    session.add(Event(incident_id=incident.id, at=now, kind="incident-resolved", rule="R4",
+    session.add(Event(incident_id=incident.id, at=now, kind=EventKind.INCIDENT_RESOLVED, rule="R4",
                       inbound_id=inbound_id, command=command,
                       summary=f"incident resolved (by {by})"))
     lines = [f"{incident.id} is resolved as of {now:%Y-%m-%d %H:%M} UTC."]
@@ -91,14 +92,14 @@ def propose_if_claimed(session: Session, ctx: Context, incident: Incident,
     now = inbound.received_at
     session.add(Proposal(incident_id=incident.id, inbound_id=inbound.id or 0, received_at=now,
                          state="open", summary=f"{PROPOSAL_PREFIX}{text}"[:2_000]))
-    session.add(Event(incident_id=incident.id, at=now, kind="resolution-proposed", rule="R4",
+    session.add(Event(incident_id=incident.id, at=now,
+                      kind=EventKind.RESOLUTION_PROPOSED, rule="R4",
                       inbound_id=inbound.id,
                       summary=f"{analysis.message.from_address} says the incident is "
                               "resolved; staff to confirm with /resolved"))
-    alert_staff(session, ctx,
-                subject=f"{incident.ca} says {incident.id} is resolved",
-                body=(f"{analysis.message.from_address} wrote in {incident.id}:\n\n"
-                      f"{text[:1_000]}\n\nIf so, reply in the thread with /resolved: the "
-                      "24-hour updates end and the final report falls due.\n"),
+    subject, body = ctx.renderer.render("alert-resolution-proposed.txt.j2", incident=incident,
+                                        sender=analysis.message.from_address,
+                                        text=text[:1_000])
+    alert_staff(session, ctx, subject=subject, body=body,
                 incident_id=incident.id, inbound_id=inbound.id)
     return True

@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from bot.clock import as_utc
 from bot.rules.deadlines import DEADLINE_KINDS_BY_NAME
+from bot.rules.events import EventKind
 from storage import queries
 from storage.models import (
     DL_CANCELLED,
@@ -59,7 +60,8 @@ def open_deadline(session: Session, incident: Incident, kind: str, due_at: datet
                    next_reminder_at=now if due_at is not None else None)
     session.add(row)
     session.flush()
-    session.add(Event(incident_id=incident.id, at=now, kind="deadline-opened", rule=spec.rule,
+    session.add(Event(incident_id=incident.id, at=now,
+                      kind=EventKind.DEADLINE_OPENED, rule=spec.rule,
                       inbound_id=inbound_id, command=command,
                       summary=f"{spec.label} {due_text(due_at)}"
                               + (f": {text}" if text else ""),

@@ -17,6 +17,7 @@ from bot.context import Context
 from bot.decide.handlers.proposals import answer_open
 from bot.decide.incident.deadlines import open_deadline
 from bot.errors import CommandError
+from bot.rules.events import EventKind
 from bot.rules.rulesets import get_ruleset
 from bot.trust import Root
 from storage.models import Event, Incident, Notice
@@ -63,7 +64,7 @@ def give_notice(session: Session, ctx: Context, incident: Incident, root: Root,
     open_deadline(session, incident, "notice-period", effective_at, now,
                   text=f"{ruleset.revoke_wording} root {root.name}", inbound_id=inbound_id,
                   command=command)
-    session.add(Event(incident_id=incident.id, at=now, kind="notice-given", rule="P1",
+    session.add(Event(incident_id=incident.id, at=now, kind=EventKind.NOTICE_GIVEN, rule="P1",
                       inbound_id=inbound_id, command=command,
                       summary=f"notice to {ruleset.revoke_wording} root {root.name} "
                               f"({root.sha256[:16]}…) on {effective_at:%Y-%m-%d %H:%M} UTC"

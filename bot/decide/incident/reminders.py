@@ -26,6 +26,7 @@ from bot.context import Context
 from bot.decide.incident.deadlines import close_deadline
 from bot.decide.incident.timeliness import format_span as span
 from bot.rules.deadlines import AUDIENCE_STAFF, DEADLINE_KINDS_BY_NAME
+from bot.rules.events import EventKind
 from storage import queries
 from storage.models import DL_OPEN, DL_SATISFIED, Deadline, Event, Incident, ReminderLog
 
@@ -129,7 +130,7 @@ def _send(session: Session, ctx: Context, incident: Incident, row: Deadline, sta
         session.add(ReminderLog(deadline_id=row.id, stage=STAGE_ESCALATED, sent_at=now))
         to_staff(session, ctx, "escalation", "escalation.txt.j2", incident=incident,
                  deadline=row, what=what, overdue_by=overdue_by)
-        session.add(Event(incident_id=incident.id, at=now, kind="escalated", rule=row.rule,
+        session.add(Event(incident_id=incident.id, at=now, kind=EventKind.ESCALATED, rule=row.rule,
                           summary=f"{what} overdue by {overdue_by}: staff told"))
         return 2
     return 1

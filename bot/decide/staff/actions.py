@@ -27,6 +27,7 @@ from bot.decide.staff import merge as merging
 from bot.decide.staff.status import incident_status, overall_status
 from bot.parse.commands import Command
 from bot.rules.deadlines import DEADLINE_KINDS_BY_NAME, REQUEST_KINDS
+from bot.rules.events import EventKind
 from bot.trust import Root
 from storage import queries
 from storage.models import DL_SATISFIED, Event, Incident
@@ -61,7 +62,7 @@ class Step:
 Action = Callable[[Run, Step], list[str]]
 
 
-def _event(run: Run, step: Step, kind: str, summary: str) -> None:
+def _event(run: Run, step: Step, kind: EventKind, summary: str) -> None:
     assert run.incident is not None
     run.session.add(Event(incident_id=run.incident.id, at=run.now, kind=kind,
                           rule=step.command.rule, inbound_id=run.inbound_id,
@@ -121,13 +122,13 @@ def exceptional(run: Run, step: Step) -> list[str]:
     on = step.command.what == "on"
     run.incident.exceptional = on
     run.session.add(run.incident)
-    _event(run, step, "exceptional-on" if on else "exceptional-off",
+    _event(run, step, EventKind.EXCEPTIONAL_ON if on else EventKind.EXCEPTIONAL_OFF,
            "marked an Exceptional Circumstance: no 7-day notice needed" if on
            else "no longer an Exceptional Circumstance: notices need 7 days")
     return [f"{run.incident.id} is {'now' if on else 'no longer'} marked exceptional (P1)."]
 
 
-def _tell_ca(run: Run, step: Step, kind: str, template: str, event_kind: str,
+def _tell_ca(run: Run, step: Step, kind: str, template: str, event_kind: EventKind,
              summary: str) -> list[str]:
     assert run.incident is not None
     _event(run, step, event_kind, summary)
@@ -137,12 +138,13 @@ def _tell_ca(run: Run, step: Step, kind: str, template: str, event_kind: str,
 
 def require_investigator(run: Run, step: Step) -> list[str]:
     return _tell_ca(run, step, "request", "third-party-investigator.txt.j2",
-                    "third-party-investigator-required",
+                    EventKind.INVESTIGATOR_REQUIRED,
                     "a third-party investigator is required at the CA's expense (P6)")
 
 
 def disqualify_audit(run: Run, step: Step) -> list[str]:
-    return _tell_ca(run, step, "notice", "audit-disqualified.txt.j2", "audit-disqualified",
+    return _tell_ca(run, step, "notice", "audit-disqualified.txt.j2",
+                    EventKind.AUDIT_DISQUALIFIED,
                     "the CA's audit is disqualified and a new audit is required (P7)")
 
 
@@ -154,14 +156,14 @@ def accept_final_report(run: Run, step: Step) -> list[str]:
     for row in rows:
         close_deadline(run.session, row, DL_SATISFIED, run.now, f"accepted by {run.sender}",
                        None, step.command.line)
-    _event(run, step, "final-report-accepted", "final report accepted by staff")
+    _event(run, step, EventKind.FINAL_REPORT_ACCEPTED, "final report accepted by staff")
     return ["The final report is accepted" + (f"; {len(rows)} deadline(s) closed."
                                               if rows else "; no final-report deadline was open.")]
 
 
 def note(run: Run, step: Step) -> list[str]:
     assert run.incident is not None and step.command.text
-    _event(run, step, "note", f"note: {step.command.text}")
+    _event(run, step, EventKind.NOTE, f"note: {step.command.text}")
     answered = answer_open(run.session, run.incident, run.now, f"staff note: "
                            f"{step.command.text[:120]}", run.inbound_id, step.command.line)
     return ["Note recorded." + (f" {answered} open proposal(s) marked answered."
@@ -185,8 +187,8 @@ def close(run: Run, step: Step) -> list[str]:
     run.session.add(incident)
     cancelled = cancel_open(run.session, incident, run.now, "incident closed", None,
                             run.inbound_id, step.command.line)
-    _event(run, step, "incident-closed", f"incident closed; {cancelled} open deadline(s) "
-                                         "cancelled")
+    _event(run, step, EventKind.INCIDENT_CLOSED,
+           f"incident closed; {cancelled} open deadline(s) cancelled")
     return [f"{incident.id} closed; {cancelled} open deadline(s) cancelled.", *warning]
 
 
@@ -200,10 +202,11 @@ def _no_final_report_warning(run: Run, step: Step) -> list[str]:
         return []
     text = (f"Warning: {incident.id} was closed without a complete final report (R4). "
             "If that was not meant, send /reopen.")
-    _event(run, step, "closed-without-final-report", "closed without a complete final report")
-    alert_staff(run.session, run.ctx, subject=f"{incident.id} closed without a final report",
-                body=f"{run.sender} closed {incident.id} ({incident.ca}) with no complete "
-                     f"final report received or accepted (R4).\n",
+    _event(run, step, EventKind.CLOSED_WITHOUT_FINAL_REPORT,
+           "closed without a complete final report")
+    subject, body = run.ctx.renderer.render("alert-closed-without-final-report.txt.j2",
+                                            incident=incident, sender=run.sender)
+    alert_staff(run.session, run.ctx, subject=subject, body=body,
                 incident_id=incident.id, inbound_id=run.inbound_id)
     return [text]
 
@@ -217,7 +220,7 @@ def reopen(run: Run, step: Step) -> list[str]:
     incident.closed_at = None
     run.session.add(incident)
     kind = cadence.restart(run.session, incident, run.now)
-    _event(run, step, "incident-reopened", "incident reopened")
+    _event(run, step, EventKind.INCIDENT_REOPENED, "incident reopened")
     return [f"{incident.id} reopened." + (f" The next {kind} is due in one interval."
                                           if kind else "")]
 
@@ -231,7 +234,7 @@ def merge(run: Run, step: Step) -> list[str]:
     summary = (f"{other.id} merged into this incident: {moved.messages} message(s), "
                f"{moved.events} event(s), {moved.deadlines} deadline(s), "
                f"{moved.certificates} certificate(s){repeated}; {other.id} closed")
-    _event(run, step, "incident-merged", summary)
+    _event(run, step, EventKind.INCIDENT_MERGED, summary)
     return [f"{other.id} was merged into {incident.id}: {moved.messages} message(s), "
             f"{moved.events} event(s), {moved.deadlines} deadline(s), {moved.certificates} "
             f"certificate(s){repeated} moved; {other.id} is closed and points here."]

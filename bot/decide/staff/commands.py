@@ -34,6 +34,7 @@ from bot.errors import CommandError
 from bot.parse.commands import Command, CommandProblem, parse_commands
 from bot.rules.commands import usage_lines
 from bot.rules.deadlines import NOTICE_PERIOD, REQUEST_KINDS
+from bot.rules.events import EventKind
 from bot.rules.rulesets import get_ruleset
 from bot.service.analysis import Analysis
 from storage.models import Event, InboundMessage, Incident
@@ -82,7 +83,7 @@ def handle_command(session: Session, ctx: Context, inbound: InboundMessage, anal
     if problems:
         inbound.note = f"commands refused: {len(problems)} error(s); nothing changed"
         if incident is not None:
-            session.add(Event(incident_id=incident.id, at=now, kind="commands-refused",
+            session.add(Event(incident_id=incident.id, at=now, kind=EventKind.COMMANDS_REFUSED,
                               inbound_id=inbound.id, summary=f"{len(problems)} error(s) in "
                               f"commands from {sender}; nothing changed",
                               data=json.dumps([p.error for p in problems])))

@@ -18,6 +18,7 @@ from bot.clock import as_utc, iso, parse_iso
 from bot.compose.addressing import to_staff
 from bot.context import Context
 from bot.rules.deadlines import DEADLINE_KINDS_BY_NAME
+from bot.rules.events import EventKind
 from bot.rules.rulesets import RULESETS
 from storage import queries
 from storage.models import Deadline, Meta
@@ -32,7 +33,7 @@ MAX_ROWS = 200
 # With no earlier digest, "since the last digest" means the last day.
 FIRST_LOOKBACK = timedelta(days=1)
 LAST_DIGEST_KEY = "digest_last_at"
-UNAUTHENTICATED_EVENT = "command-unauthenticated"
+UNAUTHENTICATED_EVENT = EventKind.COMMAND_UNAUTHENTICATED
 
 
 # Rulesets whose text asks the CA to disclose the incident publicly (2026-02).

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from bot.decide.incident.deadlines import close_deadline
 from bot.errors import CommandError
 from bot.rules.commands import ADMIN
+from bot.rules.events import EventKind
 from storage import queries
 from storage.merging import Moved, move_incident
 from storage.models import DL_CANCELLED, Event, Incident
@@ -56,7 +57,7 @@ def merge(session: Session, incident: Incident, other: Incident, now: datetime,
     other.closed_at = now
     other.merged_into = incident.id
     session.add(other)
-    session.add(Event(incident_id=other.id, at=now, kind="incident-merged-away", rule=ADMIN,
+    session.add(Event(incident_id=other.id, at=now, kind=EventKind.INCIDENT_MERGED_AWAY, rule=ADMIN,
                       inbound_id=inbound_id, command=line,
                       summary=f"merged into {incident.id} and closed; its messages, events, "
                               f"deadlines and certificates are there (by {sender})"))

@@ -30,11 +30,12 @@ from bot.compose.alerts import alert_staff
 from bot.context import Context
 from bot.decide.classify import tag_pattern
 from bot.decide.staff.auth import AuthResult
+from bot.rules.events import EventKind
 from storage.models import Event, InboundMessage, Incident, SignatureUse
 
 log = logging.getLogger("rootnotify.decide.replay")
 
-REFUSED_EVENT = "command-signature-refused"
+REFUSED_EVENT = EventKind.COMMAND_SIGNATURE_REFUSED
 
 
 @dataclass(frozen=True)
