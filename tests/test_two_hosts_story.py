@@ -209,7 +209,8 @@ def test_two_hosts_one_killed_and_restarted_every_250_is_one_incident_and_one_ac
         assert clients.unsent == []
         accepted = sorted(clients.accepted)
         assert len(accepted) == len(set(accepted)) == NOTIFICATIONS
-        assert len(answered_by_a) >= KILL_AFTER_ACCEPTED // 4
+        # The kill must cut into work A answered for; how much A took is up to the load.
+        assert answered_by_a, "host A answered none of the first 100: the kill proves nothing"
         assert answered_by_a - in_database == set()
 
         def stored() -> list[tuple[str, str, str | None]]:
