@@ -43,7 +43,12 @@ def config(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("moment, how", [
     ("upgrading the database schema", "SIGTERM to serve"),   # before any child exists
-    ("worker process started", "Ctrl-C"),                   # children importing
+    # A known hang, also on ddfe037: now and then serve never exits after a Ctrl-C
+    # that reaches the children while they import. Not strict until it is found.
+    pytest.param("worker process started", "Ctrl-C",        # children importing
+                 marks=pytest.mark.xfail(strict=False, raises=subprocess.TimeoutExpired,
+                                         reason="serve sometimes hangs after Ctrl-C during "
+                                                "its children's imports; cause not found")),
     ("worker process started", "SIGTERM to serve"),
     ("SMTP listening", "Ctrl-C"),                           # serving
     ("SMTP listening", "SIGTERM to serve"),
