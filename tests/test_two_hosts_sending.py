@@ -55,7 +55,7 @@ from tests.harness import (
 from tests.postgres import postgres_cluster, postgres_database  # noqa: F401  (fixtures)
 from tests.story import command, notify
 from tests.test_supervisor import ServeLog
-from tests.together import ROOT
+from tests.together import ROOT, release_together
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 DUE_DAY = "2026-11-29"
@@ -199,17 +199,7 @@ def test_two_ticks_started_together_on_two_hosts_remind_and_escalate_once(tmp_pa
     ticks = [subprocess.Popen([sys.executable, "-c", TICK_WHEN_TOLD, str(host), at], cwd=ROOT,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for host in hosts]
-    try:
-        ready = [t.stdout.readline() for t in ticks]  # type: ignore[union-attr]
-        for t in ticks:
-            t.stdin.write("go\n")  # type: ignore[union-attr]
-            t.stdin.flush()  # type: ignore[union-attr]
-        results = [t.communicate(timeout=120) for t in ticks]
-    finally:
-        for t in ticks:
-            if t.poll() is None:
-                t.kill()
-                t.wait()
+    ready, results = release_together(ticks, timeout=120)
     assert ready == ["ready\n"] * 2
     assert [t.returncode for t in ticks] == [0, 0], [err[-2000:] for _out, err in results]
     got = Counter((address, kind) for r in relay.received for address in r.recipients

@@ -35,18 +35,29 @@ def open_together(url: str, count: int = 3, meanwhile: Callable[[], None] = lamb
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
               for _ in range(count)]
-    try:
-        readiness = [process.stdout.readline() for process in starts]  # type: ignore[union-attr]
-        for process in starts:
-            process.stdin.write("go\n")  # type: ignore[union-attr]
-            process.stdin.flush()  # type: ignore[union-attr]
-        meanwhile()
-        results = [process.communicate(timeout=60) for process in starts]
-    finally:
-        for process in starts:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    readiness, results = release_together(starts, timeout=60, meanwhile=meanwhile)
     assert readiness == ["ready\n"] * count, [err for _out, err in results]
     return [(process.returncode, out.strip(), err)
             for process, (out, err) in zip(starts, results, strict=True)]
+
+
+def release_together(processes: list[subprocess.Popen[str]], timeout: float,
+                     meanwhile: Callable[[], None] = lambda: None
+                     ) -> tuple[list[str], list[tuple[str, str]]]:
+    """Each process's first line, then "go" to all of them at once, and their (stdout, stderr).
+
+    Every process still running when this returns or fails is killed.
+    """
+    try:
+        readiness = [process.stdout.readline() for process in processes]  # type: ignore[union-attr]
+        for process in processes:
+            process.stdin.write("go\n")  # type: ignore[union-attr]
+            process.stdin.flush()  # type: ignore[union-attr]
+        meanwhile()
+        results = [process.communicate(timeout=timeout) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return readiness, results
