@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session, col, select, update
+from sqlmodel import Session
 
 from bot.clock import Clock, as_utc, iso
 from storage.claims import outgoing_claimed_by
 from storage.db import Database
-from storage.models import Node
+from storage.nodes import add_node, all_nodes, touch_node
 
 log = logging.getLogger("rootnotify.node")
 
@@ -75,24 +75,19 @@ def current(name: str | None = None) -> NodeIdentity:
 
 
 def register(db: Database, node: NodeIdentity, clock: Clock) -> None:
-    now = clock.now()
     with db.write() as session:
-        session.add(Node(id=node.id, name=node.name, pid=node.pid, started_at=now,
-                         last_seen_at=now))
+        add_node(session, node.id, node.name, node.pid, clock.now())
 
 
 def heartbeat(db: Database, node: NodeIdentity, clock: Clock) -> None:
     with db.write() as session:
-        session.execute(update(Node).where(col(Node.id) == node.id)
-                        .values(last_seen_at=clock.now()))
+        touch_node(session, node.id, clock.now())
 
 
 def stopped(db: Database, node: NodeIdentity, clock: Clock) -> None:
     """A clean stop: the node is not alive any more, and not lost either."""
-    now = clock.now()
     with db.write() as session:
-        session.execute(update(Node).where(col(Node.id) == node.id)
-                        .values(last_seen_at=now, stopped_at=now))
+        touch_node(session, node.id, clock.now(), stopping=True)
 
 
 def claimed_work(session: Session, node_id: str) -> dict[str, int]:
@@ -105,7 +100,7 @@ def nodes_report(session: Session, now: datetime) -> tuple[list[dict[str, Any]],
     """`status`'s `nodes` entries, oldest start first, and what about them needs a person."""
     entries: list[dict[str, Any]] = []
     needs: list[str] = []
-    for row in session.exec(select(Node).order_by(col(Node.started_at), col(Node.id))):
+    for row in all_nodes(session):
         alive = row.stopped_at is None and now - as_utc(row.last_seen_at) <= STALE_AFTER
         entries.append({"name": row.name, "pid": row.pid, "started_at": iso(row.started_at),
                         "last_seen_at": iso(row.last_seen_at), "alive": alive})
